@@ -1,0 +1,102 @@
+//! `hato serve`: loads the reg tree and users, makes a first-start spool usable, and runs the
+//! server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tracing::warn;
+
+use super::SpoolArg;
+use crate::auth::{PasswdFile, Scheme, UserDirectory};
+use crate::config::{RegTree, SharedSettings};
+use crate::runtime::{self, ServeOptions};
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    spool: SpoolArg,
+    /// IMAP listen address (overrides ImapListen.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    imap: Option<SocketAddr>,
+    /// Prometheus /metrics listen address (overrides MetricsListen.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+    /// LMTP listen address (overrides LmtpListen.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    lmtp: Option<SocketAddr>,
+}
+
+/// The user created on a first start, so the quick start has someone to log in as.
+const DEMO_USER: &str = "demo";
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let spool = args.spool.path();
+    std::fs::create_dir_all(&spool)
+        .with_context(|| format!("creating the spool {}", spool.display()))?;
+    let tree = RegTree::for_spool(&spool);
+    tree.create_dirs()
+        .with_context(|| format!("creating the reg tree {}", tree.root().display()))?;
+    let report = tree.load();
+    for problem in &report.problems {
+        warn!("reg tree: {problem}");
+    }
+    let mut settings = report.settings;
+    if let Some(addr) = args.imap {
+        settings.imap_listen = addr;
+    }
+    if let Some(addr) = args.metrics {
+        settings.metrics_listen = addr;
+    }
+    if let Some(addr) = args.lmtp {
+        settings.lmtp_listen = addr;
+    }
+    warn!(
+        "LMTP delivery is not part of this build yet; nothing listens on {}",
+        settings.lmtp_listen
+    );
+
+    let passwd = PasswdFile::new(settings.passwd_path(&spool));
+    if !passwd.exists() {
+        create_demo_user(&passwd)?;
+    }
+    let users = Arc::new(UserDirectory::new(passwd));
+    let shared = SharedSettings::new(settings);
+    runtime::serve(ServeOptions {
+        settings: shared,
+        users,
+        on_ready: Box::new(|addr| {
+            // One line on stdout that scripts (and the tests) can wait for.
+            println!("hato: listening for IMAP on {addr}");
+        }),
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// First start: a passwd-file with one user and a random password, printed once.
+fn create_demo_user(passwd: &PasswdFile) -> anyhow::Result<()> {
+    let password = random_password()?;
+    passwd
+        .add_user(DEMO_USER, &password, Scheme::Argon2id)
+        .with_context(|| format!("creating {}", passwd.path().display()))?;
+    print_first_start(passwd.path(), &password);
+    Ok(())
+}
+
+fn random_password() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).context("reading random bytes for the demo password")?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect())
+}
+
+fn print_first_start(path: &Path, password: &str) {
+    println!("hato: first start: created user \"{DEMO_USER}\" with password \"{password}\"");
+    println!("hato:   in {} (manage users with `hato user`)", path.display());
+}

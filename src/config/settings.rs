@@ -1,0 +1,365 @@
+//! The typed view of every setting and the parsing of raw file text into it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::registry::{SettingDef, SettingId, SettingKind, definitions};
+
+/// Longest raw value quoted back in a problem reason.
+const QUOTE_MAX: usize = 40;
+
+/// Typed view of every setting; plain data.
+///
+/// `Default` is the table's defaults. Fields are documented with the file they come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `IDLECmd.1`: IDLE advertised and accepted.
+    pub idle_cmd: bool,
+    /// `IDLELoop.1` (seconds): interval of the per-worker check of IDLE-watched mailboxes.
+    pub idle_loop: Duration,
+    /// `IDLETimeout.1` (minutes): a session with no client traffic this long gets `* BYE`.
+    pub idle_timeout: Duration,
+    /// `Broadcast.1`: push changes to every session with the mailbox selected.
+    pub broadcast: bool,
+    /// `NOOPPoll.1`: NOOP reports changes (polling only when the generation moved).
+    pub noop_poll: bool,
+    /// `Workers.1`: worker threads; 0 = number of available cores.
+    pub workers: usize,
+    /// `ImapListen.1`.
+    pub imap_listen: SocketAddr,
+    /// `MetricsListen.1`.
+    pub metrics_listen: SocketAddr,
+    /// `LmtpListen.1`.
+    pub lmtp_listen: SocketAddr,
+    /// `PasswdFile.1`: `None` = `<spool>/passwd`; see [`Settings::passwd_path`].
+    pub passwd_file: Option<PathBuf>,
+    /// `MaxLineLength.1` (bytes): longest command line, literals excluded.
+    pub max_line_length: usize,
+    /// `MaxLiteralSize.1` (bytes): largest literal, advertised as APPENDLIMIT.
+    pub max_literal_size: u64,
+    /// `AuthFailDelay.1` (milliseconds): delay before answering a failed login.
+    pub auth_fail_delay: Duration,
+    /// `PreauthTimeout.1` (seconds): time allowed to log in.
+    pub preauth_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_cmd: true,
+            idle_loop: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30 * 60),
+            broadcast: true,
+            noop_poll: true,
+            workers: 0,
+            imap_listen: SocketAddr::from(([127, 0, 0, 1], 1143)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9143)),
+            lmtp_listen: SocketAddr::from(([127, 0, 0, 1], 2424)),
+            passwd_file: None,
+            max_line_length: 65_536,
+            max_literal_size: 52_428_800,
+            auth_fail_delay: Duration::from_millis(2000),
+            preauth_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One setting whose value differs between two snapshots (for logging a reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub def: &'static SettingDef,
+    /// The old value, in file notation.
+    pub old: String,
+    /// The new value, in file notation.
+    pub new: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {:?} -> {:?}",
+            self.def.file_name(),
+            self.old,
+            self.new
+        )
+    }
+}
+
+impl Settings {
+    /// The passwd-file to use: `<spool>/passwd` when `PasswdFile.1` is unset or empty;
+    /// a relative `PasswdFile.1` is taken relative to the spool, an absolute one as is.
+    pub fn passwd_path(&self, spool: &Path) -> PathBuf {
+        match &self.passwd_file {
+            Some(p) => spool.join(p),
+            None => spool.join("passwd"),
+        }
+    }
+
+    /// Parse `raw` (the file text; surrounding whitespace, newlines and a UTF-8 BOM tolerated)
+    /// as the setting `def` and store it in the matching field. On `Err` (a human-readable
+    /// reason) `self` is unchanged.
+    pub fn apply(&mut self, def: &SettingDef, raw: &str) -> Result<(), String> {
+        let text = trim_value(raw);
+        match def.id {
+            SettingId::IdleCmd => self.idle_cmd = number(def, text)? == 1,
+            SettingId::IdleLoop => self.idle_loop = Duration::from_secs(number(def, text)?),
+            SettingId::IdleTimeout => {
+                self.idle_timeout = Duration::from_secs(number(def, text)?.saturating_mul(60))
+            }
+            SettingId::Broadcast => self.broadcast = number(def, text)? == 1,
+            SettingId::NoopPoll => self.noop_poll = number(def, text)? == 1,
+            SettingId::Workers => self.workers = to_usize(number(def, text)?)?,
+            SettingId::ImapListen => self.imap_listen = address(text)?,
+            SettingId::MetricsListen => self.metrics_listen = address(text)?,
+            SettingId::LmtpListen => self.lmtp_listen = address(text)?,
+            SettingId::PasswdFile => self.passwd_file = path(text)?,
+            SettingId::MaxLineLength => self.max_line_length = to_usize(number(def, text)?)?,
+            SettingId::MaxLiteralSize => self.max_literal_size = number(def, text)?,
+            SettingId::AuthFailDelay => {
+                self.auth_fail_delay = Duration::from_millis(number(def, text)?)
+            }
+            SettingId::PreauthTimeout => {
+                self.preauth_timeout = Duration::from_secs(number(def, text)?)
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy the field of setting `id` from `from`.
+    pub fn copy_field(&mut self, from: &Settings, id: SettingId) {
+        match id {
+            SettingId::IdleCmd => self.idle_cmd = from.idle_cmd,
+            SettingId::IdleLoop => self.idle_loop = from.idle_loop,
+            SettingId::IdleTimeout => self.idle_timeout = from.idle_timeout,
+            SettingId::Broadcast => self.broadcast = from.broadcast,
+            SettingId::NoopPoll => self.noop_poll = from.noop_poll,
+            SettingId::Workers => self.workers = from.workers,
+            SettingId::ImapListen => self.imap_listen = from.imap_listen,
+            SettingId::MetricsListen => self.metrics_listen = from.metrics_listen,
+            SettingId::LmtpListen => self.lmtp_listen = from.lmtp_listen,
+            SettingId::PasswdFile => self.passwd_file.clone_from(&from.passwd_file),
+            SettingId::MaxLineLength => self.max_line_length = from.max_line_length,
+            SettingId::MaxLiteralSize => self.max_literal_size = from.max_literal_size,
+            SettingId::AuthFailDelay => self.auth_fail_delay = from.auth_fail_delay,
+            SettingId::PreauthTimeout => self.preauth_timeout = from.preauth_timeout,
+        }
+    }
+
+    /// The value of one setting in file notation (what `apply` would accept to reproduce it).
+    pub fn value_text(&self, id: SettingId) -> String {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        match id {
+            SettingId::IdleCmd => flag(self.idle_cmd),
+            SettingId::IdleLoop => self.idle_loop.as_secs().to_string(),
+            SettingId::IdleTimeout => (self.idle_timeout.as_secs() / 60).to_string(),
+            SettingId::Broadcast => flag(self.broadcast),
+            SettingId::NoopPoll => flag(self.noop_poll),
+            SettingId::Workers => self.workers.to_string(),
+            SettingId::ImapListen => self.imap_listen.to_string(),
+            SettingId::MetricsListen => self.metrics_listen.to_string(),
+            SettingId::LmtpListen => self.lmtp_listen.to_string(),
+            SettingId::PasswdFile => self
+                .passwd_file
+                .as_deref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            SettingId::MaxLineLength => self.max_line_length.to_string(),
+            SettingId::MaxLiteralSize => self.max_literal_size.to_string(),
+            SettingId::AuthFailDelay => self.auth_fail_delay.as_millis().to_string(),
+            SettingId::PreauthTimeout => self.preauth_timeout.as_secs().to_string(),
+        }
+    }
+
+    /// The settings whose value differs in `new`, in table order.
+    pub fn changes(&self, new: &Settings) -> Vec<Change> {
+        definitions()
+            .iter()
+            .filter_map(|def| {
+                let old = self.value_text(def.id);
+                let new = new.value_text(def.id);
+                (old != new).then_some(Change { def, old, new })
+            })
+            .collect()
+    }
+}
+
+/// Strip a leading UTF-8 BOM and surrounding whitespace (including `\r\n`).
+pub(crate) fn trim_value(raw: &str) -> &str {
+    let t = raw.trim();
+    t.strip_prefix('\u{feff}').unwrap_or(t).trim()
+}
+
+/// `text` quoted for a reason, shortened when long.
+pub(crate) fn quote(text: &str) -> String {
+    if text.chars().count() > QUOTE_MAX {
+        let short: String = text.chars().take(QUOTE_MAX).collect();
+        format!("{short:?}…")
+    } else {
+        format!("{text:?}")
+    }
+}
+
+/// A trimmed decimal number within the def's range.
+fn number(def: &SettingDef, text: &str) -> Result<u64, String> {
+    if text.is_empty() {
+        return Err("empty; expected a decimal number".to_string());
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{} is not a decimal number (digits only, no sign)",
+            quote(text)
+        ));
+    }
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{} is too large", quote(text)))?;
+    if n < def.min || n > def.max {
+        let what = if def.kind == SettingKind::Flag {
+            "expected 0 or 1".to_string()
+        } else {
+            format!("expected {}..={}", def.min, def.max)
+        };
+        return Err(format!("{n} is out of range; {what}"));
+    }
+    Ok(n)
+}
+
+fn to_usize(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| format!("{n} does not fit this platform"))
+}
+
+/// Reject what would make a one-line text value ambiguous.
+fn one_line(text: &str) -> Result<(), String> {
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "{} contains a line break or control character; expected one line",
+            quote(text)
+        ));
+    }
+    Ok(())
+}
+
+fn address(text: &str) -> Result<SocketAddr, String> {
+    if text.is_empty() {
+        return Err("empty; expected an address such as 127.0.0.1:1143 or [::1]:1143".to_string());
+    }
+    one_line(text)?;
+    text.parse().map_err(|_| {
+        format!(
+            "{} is not a socket address (expected e.g. 127.0.0.1:1143 or [::1]:1143)",
+            quote(text)
+        )
+    })
+}
+
+fn path(text: &str) -> Result<Option<PathBuf>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    one_line(text)?;
+    Ok(Some(PathBuf::from(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::find;
+
+    fn def(name: &str) -> &'static SettingDef {
+        match find(name) {
+            Some(d) => d,
+            None => panic!("no setting {name}"),
+        }
+    }
+
+    #[test]
+    fn default_matches_table_defaults() {
+        let mut s = Settings::default();
+        for d in definitions() {
+            assert_eq!(s.apply(d, d.default), Ok(()), "{}", d.name);
+            assert_eq!(s.value_text(d.id), d.default, "{}", d.name);
+        }
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn units_are_converted() {
+        let mut s = Settings::default();
+        s.apply(def("IDLETimeout"), "2").unwrap();
+        assert_eq!(s.idle_timeout, Duration::from_secs(120));
+        s.apply(def("IDLELoop"), "7").unwrap();
+        assert_eq!(s.idle_loop, Duration::from_secs(7));
+        s.apply(def("AuthFailDelay"), "250").unwrap();
+        assert_eq!(s.auth_fail_delay, Duration::from_millis(250));
+        s.apply(def("PreauthTimeout"), "9").unwrap();
+        assert_eq!(s.preauth_timeout, Duration::from_secs(9));
+        s.apply(def("MaxLiteralSize"), "4294967295").unwrap();
+        assert_eq!(s.max_literal_size, 4_294_967_295);
+        s.apply(def("IDLECmd"), "0").unwrap();
+        assert!(!s.idle_cmd);
+    }
+
+    #[test]
+    fn address_parse() {
+        let mut s = Settings::default();
+        let d = def("ImapListen");
+        s.apply(d, " 0.0.0.0:143\r\n").unwrap();
+        assert_eq!(s.imap_listen, "0.0.0.0:143".parse().unwrap());
+        s.apply(d, "[::1]:993\n").unwrap();
+        assert_eq!(s.imap_listen, "[::1]:993".parse().unwrap());
+        for bad in [
+            "",
+            "localhost:143",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "::1:143",
+            "1.2.3.4:1\n5.6.7.8:2",
+        ] {
+            let before = s.clone();
+            assert!(s.apply(d, bad).is_err(), "{bad:?} accepted");
+            assert_eq!(s, before);
+        }
+    }
+
+    #[test]
+    fn passwd_path_rules() {
+        let spool = Path::new("/var/spool/hato");
+        let mut s = Settings::default();
+        assert_eq!(s.passwd_path(spool), spool.join("passwd"));
+        s.apply(def("PasswdFile"), "/etc/dovecot/users\n").unwrap();
+        assert_eq!(s.passwd_path(spool), PathBuf::from("/etc/dovecot/users"));
+        s.apply(def("PasswdFile"), "conf/users").unwrap();
+        assert_eq!(s.passwd_path(spool), spool.join("conf/users"));
+        s.apply(def("PasswdFile"), "  \n").unwrap();
+        assert_eq!(s.passwd_file, None);
+        assert!(s.apply(def("PasswdFile"), "a\nb").is_err());
+    }
+
+    #[test]
+    fn changes_lists_differences() {
+        let a = Settings::default();
+        let b = Settings {
+            broadcast: false,
+            idle_loop: Duration::from_secs(10),
+            ..Settings::default()
+        };
+        let c = a.changes(&b);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].def.name, "IDLELoop");
+        assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("5", "10"));
+        assert_eq!(c[1].def.name, "Broadcast");
+        assert_eq!(c[1].to_string(), "Broadcast.1: \"1\" -> \"0\"");
+        assert!(a.changes(&a).is_empty());
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_reasons() {
+        let long = "x".repeat(1000);
+        let err = Settings::default()
+            .apply(def("IDLELoop"), &long)
+            .unwrap_err();
+        assert!(err.len() < 200, "{err}");
+    }
+}

@@ -1,0 +1,71 @@
+//! Commands valid in any state (CAPABILITY, NOOP, LOGOUT, ID) and ENABLE.
+
+use super::super::parser::{Args, ParseError};
+use super::super::response::{self, CapabilityContext, Status};
+use super::super::session::{Context, Outcome, Session, State};
+
+pub(crate) fn capability(
+    session: &Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    ctx: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    let context = match session.state {
+        State::NotAuthenticated => CapabilityContext::PreAuth,
+        _ => CapabilityContext::Authenticated,
+    };
+    out.extend_from_slice(b"* CAPABILITY ");
+    response::capabilities(out, ctx.settings, context);
+    out.extend_from_slice(b"\r\n");
+    response::tagged(out, tag, Status::Ok, "CAPABILITY completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+/// NOOP: with no mailbox selected there is nothing to report. Allocation-free.
+pub(crate) fn noop(args: &Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    response::tagged(out, tag, Status::Ok, "NOOP completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+pub(crate) fn logout(args: &Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    response::untagged(out, "BYE Logging out");
+    response::tagged(out, tag, Status::Ok, "LOGOUT completed");
+    Ok(Outcome::Close(Status::Ok))
+}
+
+/// ID (RFC 2971): the client's fields are read and ignored; the answer is short and plain
+/// because some Outlook builds break on unusual ID responses.
+pub(crate) fn id(args: &mut Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, ParseError> {
+    let mut fields = 0usize;
+    args.nstring_list(|_| fields += 1)?;
+    args.finish()?;
+    if fields % 2 != 0 || fields > 60 {
+        response::tagged(out, tag, Status::Bad, "ID takes at most 30 field/value pairs");
+        return Ok(Outcome::Done(Status::Bad));
+    }
+    out.extend_from_slice(b"* ID (\"name\" \"hato\" \"version\" \"");
+    out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(b"\")\r\n");
+    response::tagged(out, tag, Status::Ok, "ID completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+/// ENABLE (RFC 5161): no extension that needs enabling is served yet, so the `ENABLED` list is
+/// empty, which the RFC allows for unknown or unsupported names.
+pub(crate) fn enable(
+    args: &mut Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.atom()?;
+    while !args.at_end() {
+        args.atom()?;
+    }
+    response::untagged(out, "ENABLED");
+    response::tagged(out, tag, Status::Ok, "ENABLE completed");
+    Ok(Outcome::Done(Status::Ok))
+}

@@ -1,0 +1,126 @@
+//! The IMAP protocol, free of I/O.
+//!
+//! Bytes go in through [`session::Session::on_input`], response bytes come out into a buffer the
+//! caller owns, and anything slow (password verification) is handed back to the caller as a
+//! [`session::Step`]. This keeps the protocol unit-testable without sockets and lets the driver
+//! in [`crate::runtime`] change without touching it.
+//!
+//! * [`scanner`]: framing of complete commands (lines and literals) with limits.
+//! * [`parser`]: tag, command name and lazily parsed arguments, borrowed from the buffer.
+//! * [`response`]: response encoding.
+//! * [`session`]: the RFC 3501 state machine.
+//! * [`commands`]: one handler per command, grouped by concern.
+
+pub mod commands;
+pub mod parser;
+pub mod response;
+pub mod scanner;
+pub mod session;
+
+use std::time::Instant;
+
+pub use response::Status;
+
+macro_rules! command_names {
+    ($($variant:ident => $wire:literal),* $(,)?) => {
+        /// Every command name hato knows, used for dispatch and as a bounded metric label.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum CommandName {
+            $($variant,)*
+            /// Anything else (answered with `BAD`).
+            Unknown,
+        }
+
+        impl CommandName {
+            /// All names, `Unknown` last; the index of a name is `name as usize`.
+            pub const ALL: &'static [CommandName] = &[$(CommandName::$variant,)* CommandName::Unknown];
+
+            /// Case-insensitive lookup of a command name as sent by the client.
+            pub fn parse(name: &[u8]) -> CommandName {
+                $(if name.eq_ignore_ascii_case($wire.as_bytes()) { return CommandName::$variant; })*
+                CommandName::Unknown
+            }
+
+            /// The name in upper case as on the wire (`unknown` for unknown commands).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CommandName::$variant => $wire,)*
+                    CommandName::Unknown => "unknown",
+                }
+            }
+        }
+    };
+}
+
+command_names! {
+    Capability => "CAPABILITY",
+    Noop => "NOOP",
+    Logout => "LOGOUT",
+    Login => "LOGIN",
+    Authenticate => "AUTHENTICATE",
+    Starttls => "STARTTLS",
+    Id => "ID",
+    Enable => "ENABLE",
+    Idle => "IDLE",
+    Select => "SELECT",
+    Examine => "EXAMINE",
+    Create => "CREATE",
+    Delete => "DELETE",
+    Rename => "RENAME",
+    Subscribe => "SUBSCRIBE",
+    Unsubscribe => "UNSUBSCRIBE",
+    List => "LIST",
+    Lsub => "LSUB",
+    Namespace => "NAMESPACE",
+    Status => "STATUS",
+    Append => "APPEND",
+    Check => "CHECK",
+    Close => "CLOSE",
+    Unselect => "UNSELECT",
+    Expunge => "EXPUNGE",
+    Search => "SEARCH",
+    Fetch => "FETCH",
+    Store => "STORE",
+    Copy => "COPY",
+    Move => "MOVE",
+    Uid => "UID",
+    Compress => "COMPRESS",
+    Getquota => "GETQUOTA",
+    Getquotaroot => "GETQUOTAROOT",
+    Sort => "SORT",
+    Thread => "THREAD",
+}
+
+/// Receives what the session did, for metrics. The runtime implements it with pre-registered
+/// metric handles (atomic increments, no lookups); tests and benchmarks use [`NoObserver`].
+pub trait Observer {
+    /// A command finished with `status`; `started` is when its last input line arrived.
+    fn command(&mut self, name: CommandName, status: Status, started: Instant);
+    /// A login attempt (LOGIN or AUTHENTICATE) finished.
+    fn login(&mut self, success: bool);
+}
+
+/// An observer that records nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn command(&mut self, _: CommandName, _: Status, _: Instant) {}
+    fn login(&mut self, _: bool) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (i, name) in CommandName::ALL.iter().enumerate() {
+            assert_eq!(*name as usize, i);
+            if *name != CommandName::Unknown {
+                assert_eq!(CommandName::parse(name.as_str().to_ascii_lowercase().as_bytes()), *name);
+            }
+        }
+        assert_eq!(CommandName::parse(b"XYZZY"), CommandName::Unknown);
+    }
+}

@@ -1,0 +1,426 @@
+//! Command framing: where one complete IMAP command ends in a byte buffer.
+//!
+//! An IMAP command is one line, unless it carries literals: a line ending in `{n}` (synchronizing:
+//! the server must answer `+` before the client sends the n bytes) or `{n+}` (LITERAL+, RFC 7888:
+//! the bytes follow at once) continues after the literal's bytes with more line. The [`Framer`]
+//! walks the buffer with `memchr`, never copies it, and remembers how far it has verified so a
+//! command that arrives in many reads is not rescanned from the start at every read.
+//!
+//! Limits are enforced here, before anything is buffered for long: a line longer than
+//! `max_line` or a literal larger than `max_literal` puts the framer in a discard state that
+//! swallows the rest of that command (counting bytes, buffering none), so the session answers
+//! `BAD`/`NO [TOOBIG]` and resynchronises at the next command instead of dying.
+
+use memchr::memchr;
+
+/// Size limits that protect the server from hostile input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line (without its literals), in bytes, CRLF included.
+    pub max_line: usize,
+    /// Largest literal, in bytes.
+    pub max_literal: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 65_536,
+            max_literal: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the framer found at the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// `buf[..len]` is one complete command: its lines, CRLFs and literal bytes.
+    Command { len: usize },
+    /// The command is not complete yet; keep the bytes and read more.
+    Incomplete,
+    /// A synchronizing literal `{n}` needs the server's `+` continuation before the client sends
+    /// it. Answer it, then keep reading; the framer will not ask again for this literal.
+    Continue,
+    /// `buf[..consumed]` were thrown away because of a limit; the framer now discards the rest
+    /// of that command on its own. For `LineTooLong` and `LiteralTooBig` the dropped bytes
+    /// start with the offending command, so its tag can be recovered for the answer.
+    Rejected {
+        consumed: usize,
+        reason: Rejection,
+    },
+}
+
+/// Why a command was refused before it was complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A line exceeded `max_line`.
+    LineTooLong,
+    /// A literal exceeded `max_literal`.
+    LiteralTooBig,
+    /// Bytes of an already rejected command (no answer is owed for these).
+    Discarded,
+}
+
+/// Discard state after a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Discard {
+    #[default]
+    No,
+    /// Skip this many literal bytes, then the rest of the line they belong to.
+    Bytes(u64),
+    /// Skip up to and including the next LF; a `{n+}` at its end chains into `Bytes`.
+    Line,
+}
+
+/// Incremental framer state for one session. Offsets are relative to the start of the
+/// current (unfinished) command, which is always the start of the buffer handed in.
+#[derive(Debug, Default, Clone)]
+pub struct Framer {
+    /// Bytes at the front of the command already verified (whole lines plus their literals).
+    verified: usize,
+    /// Offset where the synchronizing literal we last answered `+` for starts; 0 when none.
+    acked: usize,
+    discard: Discard,
+}
+
+impl Framer {
+    /// True when the framer holds no state about a partial command.
+    pub fn is_clear(&self) -> bool {
+        self.verified == 0 && self.acked == 0 && self.discard == Discard::No
+    }
+
+    /// Finds the next frame at the front of `buf`. After `Command` or `Rejected` the caller
+    /// drops the consumed bytes from the front of its buffer before calling again; after
+    /// `Incomplete` or `Continue` it keeps the bytes and appends what it reads next.
+    pub fn next_frame(&mut self, buf: &[u8], limits: &Limits) -> Frame {
+        if self.discard != Discard::No {
+            return self.discard_some(buf);
+        }
+        let mut pos = self.verified;
+        loop {
+            let rest = &buf[pos..];
+            let Some(lf) = memchr(b'\n', rest) else {
+                if rest.len() > limits.max_line {
+                    return self.reject_line(buf.len());
+                }
+                self.verified = pos;
+                return Frame::Incomplete;
+            };
+            let line_end = pos + lf + 1;
+            if lf + 1 > limits.max_line {
+                self.reset();
+                return Frame::Rejected {
+                    consumed: line_end,
+                    reason: Rejection::LineTooLong,
+                };
+            }
+            let Some(literal) = trailing_literal(&buf[pos..line_end]) else {
+                self.reset();
+                return Frame::Command { len: line_end };
+            };
+            if literal.len > limits.max_literal {
+                self.reset();
+                if literal.non_sync {
+                    // The client sends the bytes regardless: swallow them without buffering.
+                    self.discard = Discard::Bytes(literal.len);
+                }
+                return Frame::Rejected {
+                    consumed: line_end,
+                    reason: Rejection::LiteralTooBig,
+                };
+            }
+            // `literal.len` fits within max_literal, which the caller keeps within memory.
+            let literal_len = usize::try_from(literal.len).unwrap_or(usize::MAX);
+            if !literal.non_sync && self.acked != line_end {
+                self.acked = line_end;
+                self.verified = pos;
+                return Frame::Continue;
+            }
+            if buf.len() - line_end < literal_len {
+                self.verified = pos;
+                return Frame::Incomplete;
+            }
+            pos = line_end + literal_len;
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Framer::default();
+    }
+
+    fn reject_line(&mut self, consumed: usize) -> Frame {
+        self.reset();
+        self.discard = Discard::Line;
+        Frame::Rejected {
+            consumed,
+            reason: Rejection::LineTooLong,
+        }
+    }
+
+    /// Swallows bytes of a rejected command without keeping them.
+    fn discard_some(&mut self, buf: &[u8]) -> Frame {
+        let mut pos = 0;
+        loop {
+            match self.discard {
+                Discard::No => break,
+                Discard::Bytes(n) => {
+                    let avail = (buf.len() - pos) as u64;
+                    if avail < n {
+                        self.discard = Discard::Bytes(n - avail);
+                        pos = buf.len();
+                        break;
+                    }
+                    // n <= avail, which is a usize.
+                    pos += n as usize;
+                    self.discard = Discard::Line;
+                }
+                Discard::Line => match memchr(b'\n', &buf[pos..]) {
+                    None => {
+                        pos = buf.len();
+                        break;
+                    }
+                    Some(lf) => {
+                        let line = &buf[pos..pos + lf + 1];
+                        pos += lf + 1;
+                        self.discard = match trailing_literal(line) {
+                            Some(lit) if lit.non_sync => Discard::Bytes(lit.len),
+                            _ => Discard::No,
+                        };
+                    }
+                },
+            }
+        }
+        Frame::Rejected {
+            consumed: pos,
+            reason: Rejection::Discarded,
+        }
+    }
+}
+
+/// A literal announced at the end of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiteralSpec {
+    pub len: u64,
+    pub non_sync: bool,
+}
+
+/// Recognises `{n}` or `{n+}` right before the line's CRLF (or bare LF).
+pub fn trailing_literal(line: &[u8]) -> Option<LiteralSpec> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let inner = line.strip_suffix(b"}")?;
+    let open = memchr::memrchr(b'{', inner)?;
+    let mut digits = &inner[open + 1..];
+    let non_sync = if let Some(d) = digits.strip_suffix(b"+") {
+        digits = d;
+        true
+    } else {
+        false
+    };
+    let len = parse_number(digits)?;
+    Some(LiteralSpec { len, non_sync })
+}
+
+/// Parses a non-empty run of ASCII digits into a u64, refusing overflow.
+pub fn parse_number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if d.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_line: 64,
+            max_literal: 100,
+        }
+    }
+
+    #[test]
+    fn plain_line_is_one_command() {
+        let mut f = Framer::default();
+        let buf = b"a1 NOOP\r\nb2 NOOP\r\n";
+        assert_eq!(f.next_frame(buf, &limits()), Frame::Command { len: 9 });
+        assert!(f.is_clear());
+        assert_eq!(f.next_frame(&buf[9..], &limits()), Frame::Command { len: 9 });
+    }
+
+    #[test]
+    fn partial_line_is_incomplete() {
+        let mut f = Framer::default();
+        assert_eq!(f.next_frame(b"a1 NO", &limits()), Frame::Incomplete);
+        assert_eq!(f.next_frame(b"a1 NOOP\r", &limits()), Frame::Incomplete);
+        assert_eq!(
+            f.next_frame(b"a1 NOOP\r\n", &limits()),
+            Frame::Command { len: 9 }
+        );
+    }
+
+    #[test]
+    fn sync_literal_asks_for_continuation_once() {
+        let mut f = Framer::default();
+        let full = b"a LOGIN {4}\r\nuser pw\r\n";
+        let head = &full[..13];
+        assert_eq!(f.next_frame(head, &limits()), Frame::Continue);
+        assert_eq!(f.next_frame(head, &limits()), Frame::Incomplete);
+        assert_eq!(f.next_frame(&full[..15], &limits()), Frame::Incomplete);
+        assert_eq!(
+            f.next_frame(full, &limits()),
+            Frame::Command { len: full.len() }
+        );
+    }
+
+    #[test]
+    fn literal_split_across_many_reads() {
+        let full = b"a LOGIN {3+}\r\nu\r\n {2}\r\npw\r\nb NOOP\r\n";
+        let first_len = full.len() - 8;
+        let mut f = Framer::default();
+        let mut continues = 0;
+        let mut result = None;
+        for end in 1..=full.len() {
+            match f.next_frame(&full[..end], &limits()) {
+                Frame::Continue => continues += 1,
+                Frame::Incomplete => {}
+                Frame::Command { len } => {
+                    result = Some(len);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(continues, 1, "only the synchronizing literal needs +");
+        assert_eq!(result, Some(first_len));
+    }
+
+    #[test]
+    fn literal_bytes_may_contain_crlf_and_braces() {
+        let full = b"a X {6+}\r\n{1}\r\n\r\n";
+        let mut f = Framer::default();
+        assert_eq!(
+            f.next_frame(full, &limits()),
+            Frame::Command { len: full.len() }
+        );
+    }
+
+    #[test]
+    fn overlong_line_is_rejected_and_resynced() {
+        let mut f = Framer::default();
+        let mut buf = b"a1 NOOP ".to_vec();
+        buf.extend(std::iter::repeat_n(b'x', 100));
+        match f.next_frame(&buf, &limits()) {
+            Frame::Rejected {
+                consumed,
+                reason: Rejection::LineTooLong,
+            } => assert_eq!(consumed, buf.len()),
+            other => panic!("unexpected {other:?}"),
+        }
+        // The rest of that line is discarded, the next command is seen.
+        let rest = b"xxxx\r\nb NOOP\r\n";
+        assert_eq!(
+            f.next_frame(rest, &limits()),
+            Frame::Rejected {
+                consumed: 6,
+                reason: Rejection::Discarded
+            }
+        );
+        assert_eq!(
+            f.next_frame(&rest[6..], &limits()),
+            Frame::Command { len: 8 }
+        );
+    }
+
+    #[test]
+    fn overlong_complete_line_is_rejected_whole() {
+        let mut f = Framer::default();
+        let mut buf = vec![b'y'; 80];
+        buf.extend_from_slice(b"\r\nb NOOP\r\n");
+        assert_eq!(
+            f.next_frame(&buf, &limits()),
+            Frame::Rejected {
+                consumed: 82,
+                reason: Rejection::LineTooLong
+            }
+        );
+        assert_eq!(f.next_frame(&buf[82..], &limits()), Frame::Command { len: 8 });
+    }
+
+    #[test]
+    fn oversized_sync_literal_is_rejected_without_waiting() {
+        let mut f = Framer::default();
+        let buf = b"a APPEND INBOX {1000}\r\nb NOOP\r\n";
+        assert_eq!(
+            f.next_frame(buf, &limits()),
+            Frame::Rejected {
+                consumed: 23,
+                reason: Rejection::LiteralTooBig
+            }
+        );
+        assert_eq!(f.next_frame(&buf[23..], &limits()), Frame::Command { len: 8 });
+    }
+
+    #[test]
+    fn oversized_non_sync_literal_is_swallowed() {
+        let mut f = Framer::default();
+        let mut buf = b"a APPEND INBOX {150+}\r\n".to_vec();
+        let head = buf.len();
+        buf.extend(std::iter::repeat_n(b'z', 150));
+        buf.extend_from_slice(b"\r\nb NOOP\r\n");
+        assert_eq!(
+            f.next_frame(&buf, &limits()),
+            Frame::Rejected {
+                consumed: head,
+                reason: Rejection::LiteralTooBig
+            }
+        );
+        let mut rest = &buf[head..];
+        // Fed in small pieces, the literal and its line end are discarded.
+        let mut total = 0;
+        while !f.is_clear() {
+            let piece = &rest[..rest.len().min(40)];
+            match f.next_frame(piece, &limits()) {
+                Frame::Rejected {
+                    consumed,
+                    reason: Rejection::Discarded,
+                } => {
+                    total += consumed;
+                    rest = &rest[consumed..];
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(total, 152);
+        assert_eq!(f.next_frame(rest, &limits()), Frame::Command { len: 8 });
+    }
+
+    #[test]
+    fn trailing_literal_forms() {
+        assert_eq!(
+            trailing_literal(b"a {12}\r\n"),
+            Some(LiteralSpec {
+                len: 12,
+                non_sync: false
+            })
+        );
+        assert_eq!(
+            trailing_literal(b"a {0+}\n"),
+            Some(LiteralSpec {
+                len: 0,
+                non_sync: true
+            })
+        );
+        assert_eq!(trailing_literal(b"a {}\r\n"), None);
+        assert_eq!(trailing_literal(b"a {x}\r\n"), None);
+        assert_eq!(trailing_literal(b"a {99999999999999999999999}\r\n"), None);
+        assert_eq!(trailing_literal(b"a 12}\r\n"), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! The per-connection IMAP state machine (RFC 3501 §3): not authenticated → authenticated →
+//! logout, plus the modes in which a line is not a command (IDLE waiting for `DONE`, SASL
+//! exchanges) or no input is taken (a password being verified).
+//!
+//! A session owns no read buffer while it is idle: bytes are scanned where the driver received
+//! them (the worker's scratch buffer), and only the unfinished tail of a command is copied into
+//! `pending`, which is released again as soon as it empties. That keeps an idle session at the
+//! size of this struct.
+
+use std::mem;
+use std::time::Instant;
+
+use super::commands;
+use super::parser::{self, ParseError};
+use super::response::{self, CapabilityContext, Status};
+use super::scanner::{Frame, Framer, Limits, Rejection};
+use super::{CommandName, Observer};
+use crate::config::Settings;
+
+/// What the session needs from its surroundings while it handles input.
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    pub observer: &'a mut dyn Observer,
+}
+
+/// What the driver must do after handing input to the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Read more input.
+    NeedInput,
+    /// Verify these credentials (slow: off the worker thread), then call
+    /// [`Session::finish_auth`] and hand the session empty input to resume pipelined commands.
+    Verify(Credentials),
+    /// Write out what was produced, then close the connection.
+    Close,
+}
+
+/// A user name and password to check.
+#[derive(PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The outcome of a credential check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Accepted; the canonical user name.
+    Accepted(String),
+    /// Wrong user or password.
+    Rejected,
+    /// The user database could not be read.
+    Unavailable,
+}
+
+/// A command tag kept across reads (IDLE, SASL, verification), inline for usual lengths so that
+/// entering IDLE does not allocate.
+#[derive(Clone)]
+pub(crate) enum Tag {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(Box<[u8]>),
+}
+
+impl Tag {
+    pub(crate) fn new(tag: &[u8]) -> Tag {
+        if tag.len() <= 30 {
+            let mut bytes = [0u8; 30];
+            bytes[..tag.len()].copy_from_slice(tag);
+            // len <= 30 fits in a u8.
+            Tag::Inline {
+                len: tag.len() as u8,
+                bytes,
+            }
+        } else {
+            Tag::Heap(tag.into())
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Tag::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Tag::Heap(b) => b,
+        }
+    }
+}
+
+/// Where the session is in the RFC 3501 state diagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    NotAuthenticated,
+    Authenticated { user: Box<str> },
+    Logout,
+}
+
+/// What the next complete line means.
+pub(crate) enum Mode {
+    /// A command.
+    Command,
+    /// IDLE is running; the line should be `DONE`.
+    Idle { tag: Tag },
+    /// AUTHENTICATE is waiting for the client's next SASL response.
+    Sasl { tag: Tag, step: SaslStep },
+    /// A credential check is out; no input is processed until it returns.
+    Verifying {
+        tag: Tag,
+        command: CommandName,
+        started: Instant,
+    },
+}
+
+/// The position in a SASL exchange.
+pub(crate) enum SaslStep {
+    /// PLAIN: waiting for `authzid NUL authcid NUL password`.
+    Plain,
+    /// LOGIN: waiting for the user name.
+    LoginUser,
+    /// LOGIN: waiting for the password of this user.
+    LoginPassword { user: String },
+}
+
+/// What a command handler decided.
+pub(crate) enum Outcome {
+    /// The tagged answer is written; count it with this status.
+    Done(Status),
+    /// The command goes on over more lines (IDLE, SASL); nothing to count yet.
+    Waiting,
+    /// Check these credentials; the answer is written by [`Session::finish_auth`].
+    Verify(Credentials),
+    /// The answer is written and the connection closes.
+    Close(Status),
+}
+
+/// One client connection's protocol state.
+pub struct Session {
+    pub(crate) state: State,
+    pub(crate) mode: Mode,
+    framer: Framer,
+    /// The unfinished tail of the input; empty (and unallocated) while the session is idle.
+    pending: Vec<u8>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            state: State::NotAuthenticated,
+            mode: Mode::Command,
+            framer: Framer::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Authenticated { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// True while an IDLE command runs.
+    pub fn is_idling(&self) -> bool {
+        matches!(self.mode, Mode::Idle { .. })
+    }
+
+    /// Bytes held for an unfinished command (0 when idle).
+    pub fn buffered(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// The server greeting.
+    pub fn greeting(&self, ctx: &Context<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"* OK ");
+        response::capability_code(out, ctx.settings, CapabilityContext::PreAuth);
+        out.extend_from_slice(b"hato ready.\r\n");
+    }
+
+    /// Handles bytes received from the client, writing responses into `out`.
+    pub fn on_input(&mut self, input: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> Step {
+        if self.pending.is_empty() {
+            // Fast path: scan the bytes where they are; keep only an unfinished tail.
+            let (consumed, step) = self.process(input, ctx, out);
+            if consumed < input.len() && self.state != State::Logout {
+                self.pending.extend_from_slice(&input[consumed..]);
+            }
+            return step;
+        }
+        self.pending.extend_from_slice(input);
+        let mut buf = mem::take(&mut self.pending);
+        let (consumed, step) = self.process(&buf, ctx, out);
+        if consumed < buf.len() && self.state != State::Logout {
+            buf.drain(..consumed);
+            self.pending = buf;
+        }
+        // Otherwise `buf` is dropped here: an idle session keeps no buffer.
+        step
+    }
+
+    /// Answers the command whose credentials the driver checked.
+    pub fn finish_auth(&mut self, verdict: AuthVerdict, ctx: &mut Context<'_>, out: &mut Vec<u8>) {
+        let Mode::Verifying {
+            tag,
+            command,
+            started,
+        } = mem::replace(&mut self.mode, Mode::Command)
+        else {
+            return;
+        };
+        let tag = tag.as_bytes();
+        let status = match verdict {
+            AuthVerdict::Accepted(user) => {
+                self.state = State::Authenticated { user: user.into() };
+                out.extend_from_slice(tag);
+                out.extend_from_slice(b" OK ");
+                response::capability_code(out, ctx.settings, CapabilityContext::Authenticated);
+                out.extend_from_slice(b"Logged in\r\n");
+                Status::Ok
+            }
+            AuthVerdict::Rejected => {
+                response::tagged(
+                    out,
+                    tag,
+                    Status::No,
+                    "[AUTHENTICATIONFAILED] Authentication failed.",
+                );
+                Status::No
+            }
+            AuthVerdict::Unavailable => {
+                response::tagged(
+                    out,
+                    tag,
+                    Status::No,
+                    "[UNAVAILABLE] The user database is unavailable, try again later.",
+                );
+                Status::No
+            }
+        };
+        ctx.observer.login(status == Status::Ok);
+        ctx.observer.command(command, status, started);
+    }
+
+    /// Frames and handles as many commands as `buf` holds. Returns how many bytes were used.
+    fn process(&mut self, buf: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> (usize, Step) {
+        let limits = Limits {
+            max_line: ctx.settings.max_line_length,
+            max_literal: ctx.settings.max_literal_size,
+        };
+        let mut pos = 0;
+        loop {
+            if matches!(self.mode, Mode::Verifying { .. }) {
+                return (pos, Step::NeedInput);
+            }
+            match self.framer.next_frame(&buf[pos..], &limits) {
+                Frame::Incomplete => return (pos, Step::NeedInput),
+                Frame::Continue => response::continuation(out, "Ready for literal data"),
+                Frame::Rejected { consumed, reason } => {
+                    self.reject(&buf[pos..pos + consumed], reason, &limits, ctx, out);
+                    pos += consumed;
+                }
+                Frame::Command { len } => {
+                    let frame = &buf[pos..pos + len];
+                    pos += len;
+                    match self.line(frame, ctx, out) {
+                        Step::NeedInput => {}
+                        step => return (pos, step),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one complete line (with its literals) according to the mode.
+    fn line(&mut self, frame: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> Step {
+        let started = Instant::now();
+        match mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Command => self.command(frame, started, ctx, out),
+            Mode::Idle { tag } => {
+                let status = commands::idle::done(strip_line_end(frame), tag.as_bytes(), out);
+                ctx.observer.command(CommandName::Idle, status, started);
+                Step::NeedInput
+            }
+            Mode::Sasl { tag, step } => {
+                let outcome = commands::auth::sasl_response(
+                    self,
+                    tag,
+                    step,
+                    strip_line_end(frame),
+                    started,
+                    out,
+                );
+                self.settle(CommandName::Authenticate, outcome, started, ctx)
+            }
+            verifying @ Mode::Verifying { .. } => {
+                // Not reached: process() stops feeding lines while verifying.
+                self.mode = verifying;
+                Step::NeedInput
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        frame: &[u8],
+        started: Instant,
+        ctx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let command = match parser::parse_command(frame) {
+            Ok(command) => command,
+            Err((tag, error)) => {
+                bad(out, tag, error);
+                ctx.observer
+                    .command(CommandName::Unknown, Status::Bad, started);
+                return Step::NeedInput;
+            }
+        };
+        let name = CommandName::parse(command.name);
+        let tag = command.tag;
+        let outcome = match commands::dispatch(self, name, command, started, ctx, out) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                bad(out, Some(tag), error);
+                Outcome::Done(Status::Bad)
+            }
+        };
+        self.settle(name, outcome, started, ctx)
+    }
+
+    /// Turns a handler's outcome into the driver's next step, counting finished commands.
+    fn settle(
+        &mut self,
+        name: CommandName,
+        outcome: Outcome,
+        started: Instant,
+        ctx: &mut Context<'_>,
+    ) -> Step {
+        match outcome {
+            Outcome::Done(status) => {
+                ctx.observer.command(name, status, started);
+                Step::NeedInput
+            }
+            Outcome::Waiting => Step::NeedInput,
+            Outcome::Verify(credentials) => Step::Verify(credentials),
+            Outcome::Close(status) => {
+                ctx.observer.command(name, status, started);
+                self.state = State::Logout;
+                Step::Close
+            }
+        }
+    }
+
+    /// Answers input that the framer refused because of a limit.
+    fn reject(
+        &mut self,
+        dropped: &[u8],
+        reason: Rejection,
+        limits: &Limits,
+        ctx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let text = match reason {
+            Rejection::Discarded => return,
+            Rejection::LineTooLong => "Line too long",
+            Rejection::LiteralTooBig => "[TOOBIG] Literal too big",
+        };
+        // A refused line also ends IDLE or a SASL exchange, whose tag is the one owed.
+        let owed = match mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Idle { tag } | Mode::Sasl { tag, .. } => Some(tag),
+            _ => None,
+        };
+        let tag = owed
+            .as_ref()
+            .map(Tag::as_bytes)
+            .or_else(|| parser::recover_tag(dropped));
+        let status = if reason == Rejection::LiteralTooBig {
+            Status::No
+        } else {
+            Status::Bad
+        };
+        match tag {
+            Some(tag) => {
+                out.extend_from_slice(tag);
+                out.push(b' ');
+                out.extend_from_slice(status.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(text.as_bytes());
+                if reason == Rejection::LineTooLong {
+                    out.extend_from_slice(b" (limit ");
+                    out.extend_from_slice(limits.max_line.to_string().as_bytes());
+                    out.extend_from_slice(b" bytes)");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            None => response::untagged(out, &format!("BAD {text}")),
+        }
+        ctx.observer
+            .command(CommandName::Unknown, status, Instant::now());
+    }
+}
+
+/// Writes a `BAD` for a parse error, tagged when the tag is known.
+fn bad(out: &mut Vec<u8>, tag: Option<&[u8]>, error: ParseError) {
+    let text = error.to_string();
+    match tag {
+        Some(tag) => response::tagged(out, tag, Status::Bad, &text),
+        None => response::untagged(out, &format!("BAD {text}")),
+    }
+}
+
+/// The line without its CRLF (or bare LF).
+pub(crate) fn strip_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}

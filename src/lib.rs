@@ -1,0 +1,20 @@
+//! hato: an IMAP4 server for very large mail sites.
+//!
+//! The crate is split by concern; each module's doc comment says what it owns.
+//!
+//! * [`runtime`]: worker threads (one per core, each with its own io_uring ring, listener and
+//!   session slab) and the connection driver that moves bytes between sockets and sessions.
+//! * [`imap`]: the protocol, free of I/O: the zero-copy command scanner, argument parsing,
+//!   response encoding and the session state machine with its command handlers.
+//! * [`auth`]: the Dovecot-format passwd-file and its password schemes.
+//! * [`config`]: the E-Post reg tree (`<spool>/reg/epost/ims/EPST5IMAP4S/`) and the live
+//!   settings snapshot.
+//! * [`metrics`]: the Prometheus exporter and the metric names.
+//! * [`cli`]: the `hato` command line.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod imap;
+pub mod metrics;
+pub mod runtime;

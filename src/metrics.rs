@@ -1,0 +1,120 @@
+//! Metrics: the names hato exports and the Prometheus exporter that serves them.
+//!
+//! Hot paths never look a metric up by name: each worker registers its handles once
+//! ([`WorkerMetrics`]) and then only does atomic updates. Labels are bounded: worker number,
+//! command name from a fixed list, result; never a user name or address.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+use crate::imap::{CommandName, Observer, Status};
+
+pub const SESSIONS: &str = "hato_sessions";
+pub const LOGINS: &str = "hato_logins_total";
+pub const COMMANDS: &str = "hato_commands_total";
+pub const COMMAND_DURATION: &str = "hato_command_duration_seconds";
+pub const WORKERS: &str = "hato_workers";
+pub const SESSION_CAPACITY: &str = "hato_session_capacity";
+
+/// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Starts the Prometheus exporter on `addr` (its own thread, serving `/metrics`) and installs
+/// it as the global recorder. Call before any worker starts.
+pub fn install_exporter(addr: SocketAddr) -> Result<(), BuildError> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), LATENCY_BUCKETS)?
+        .install()?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    describe_gauge!(SESSIONS, "Open IMAP sessions, by worker.");
+    describe_counter!(LOGINS, "Login attempts (LOGIN and AUTHENTICATE), by result.");
+    describe_counter!(COMMANDS, "IMAP commands answered, by command and result.");
+    describe_histogram!(
+        COMMAND_DURATION,
+        Unit::Seconds,
+        "Time from a command's last input line to its tagged answer, by command."
+    );
+    describe_gauge!(WORKERS, "Worker threads (one io_uring ring each).");
+    describe_gauge!(
+        SESSION_CAPACITY,
+        "Sessions the process can hold under its open-file limit."
+    );
+}
+
+/// One worker's pre-registered metric handles.
+pub struct WorkerMetrics {
+    sessions: Gauge,
+    logins_ok: Counter,
+    logins_failed: Counter,
+    /// `commands[name as usize][status]`.
+    commands: Vec<[Counter; 3]>,
+    /// `durations[name as usize]`.
+    durations: Vec<Histogram>,
+}
+
+impl WorkerMetrics {
+    pub fn new(worker: usize) -> WorkerMetrics {
+        let commands = CommandName::ALL
+            .iter()
+            .map(|name| {
+                [Status::Ok, Status::No, Status::Bad]
+                    .map(|s| counter!(COMMANDS, "command" => name.as_str(), "result" => s.label()))
+            })
+            .collect();
+        let durations = CommandName::ALL
+            .iter()
+            .map(|name| histogram!(COMMAND_DURATION, "command" => name.as_str()))
+            .collect();
+        WorkerMetrics {
+            sessions: gauge!(SESSIONS, "worker" => worker.to_string()),
+            logins_ok: counter!(LOGINS, "result" => "success"),
+            logins_failed: counter!(LOGINS, "result" => "failure"),
+            commands,
+            durations,
+        }
+    }
+
+    pub fn session_opened(&self) {
+        self.sessions.increment(1.0);
+    }
+
+    pub fn session_closed(&self) {
+        self.sessions.decrement(1.0);
+    }
+}
+
+impl Observer for WorkerMetrics {
+    fn command(&mut self, name: CommandName, status: Status, started: Instant) {
+        let i = name as usize;
+        let s = match status {
+            Status::Ok => 0,
+            Status::No => 1,
+            Status::Bad => 2,
+        };
+        if let Some(counters) = self.commands.get(i) {
+            counters[s].increment(1);
+        }
+        if let Some(h) = self.durations.get(i) {
+            h.record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn login(&mut self, success: bool) {
+        if success {
+            self.logins_ok.increment(1);
+        } else {
+            self.logins_failed.increment(1);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The runtime: worker threads, their io_uring rings, listeners and the connection driver.
+//!
+//! * [`worker`]: one pinned thread per core, each with its own tokio-uring ring, its own
+//!   `SO_REUSEPORT` listener and its own `slab` of sessions; a session never leaves its worker.
+//! * [`conn`]: the per-connection loop between a socket and its [`crate::imap::session::Session`].
+//! * [`socket_io`]: readiness via io_uring `POLL_ADD`, then non-blocking `recv`/`send`.
+//! * [`listener`]: binding the per-worker listeners.
+//! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
+
+mod conn;
+pub mod limits;
+pub mod listener;
+mod socket_io;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::auth::UserDirectory;
+use crate::config::SharedSettings;
+use worker::{Worker, WorkerSpec};
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("cannot listen for IMAP on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot start the metrics exporter on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: metrics_exporter_prometheus::BuildError,
+    },
+    #[error("cannot start worker {id}: {source}")]
+    Spawn { id: usize, source: io::Error },
+    #[error("worker {id} stopped: {source}")]
+    Worker { id: usize, source: io::Error },
+    #[error("worker {id} panicked")]
+    Panicked { id: usize },
+}
+
+/// What `serve` needs; everything else comes from the settings snapshot.
+pub struct ServeOptions {
+    pub settings: SharedSettings,
+    pub users: Arc<UserDirectory>,
+    /// Called once the listeners are bound, with the IMAP address actually bound.
+    pub on_ready: Box<dyn FnOnce(SocketAddr) + Send>,
+}
+
+/// Number of workers for a `Workers.1` value (0 = one per available core).
+pub fn worker_count(setting: usize) -> usize {
+    if setting > 0 {
+        return setting;
+    }
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Starts the exporter, binds the listeners and runs the workers until the process ends.
+pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
+    let settings = options.settings.load_full();
+    let workers = worker_count(settings.workers);
+
+    let capacity = match limits::raise_nofile_limit() {
+        Ok(nofile) => nofile.saturating_sub(limits::RESERVED_FDS),
+        Err(e) => {
+            warn!("cannot raise the open-file limit: {e}");
+            0
+        }
+    };
+
+    crate::metrics::install_exporter(settings.metrics_listen).map_err(|source| {
+        RuntimeError::Metrics {
+            addr: settings.metrics_listen,
+            source,
+        }
+    })?;
+    metrics::gauge!(crate::metrics::WORKERS).set(workers as f64);
+    metrics::gauge!(crate::metrics::SESSION_CAPACITY).set(capacity as f64);
+
+    let listeners = listener::bind_reuseport(settings.imap_listen, workers).map_err(|source| {
+        RuntimeError::Bind {
+            addr: settings.imap_listen,
+            source,
+        }
+    })?;
+    let bound = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(settings.imap_listen);
+    info!(
+        "IMAP on {bound}, {workers} workers, metrics on http://{}/metrics, session capacity {capacity} (open-file limit)",
+        settings.metrics_listen
+    );
+
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut handles = Vec::with_capacity(workers);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let spec = WorkerSpec {
+            id,
+            listener,
+            settings: options.settings.clone(),
+            users: options.users.clone(),
+            core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+        };
+        let handle = thread::Builder::new()
+            .name(format!("hato-worker-{id}"))
+            .spawn(move || Worker::run(spec))
+            .map_err(|source| RuntimeError::Spawn { id, source })?;
+        handles.push(handle);
+    }
+    (options.on_ready)(bound);
+
+    for (id, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => return Err(RuntimeError::Worker { id, source }),
+            Err(_) => return Err(RuntimeError::Panicked { id }),
+        }
+    }
+    Ok(())
+}

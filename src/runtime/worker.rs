@@ -1,0 +1,146 @@
+//! One worker: a pinned thread with its own io_uring ring (tokio-uring), its own listener and
+//! its own slab of sessions. Nothing here is shared with other workers except the read-only
+//! settings snapshot and the user directory, so the command path takes no locks.
+
+use std::cell::RefCell;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use slab::Slab;
+use tokio::sync::Semaphore;
+use tokio_uring::net::TcpListener;
+use tracing::{debug, warn};
+
+use super::conn;
+use crate::auth::{AuthError, UserDirectory};
+use crate::config::SharedSettings;
+use crate::imap::session::{AuthVerdict, Context, Credentials, Session};
+use crate::metrics::WorkerMetrics;
+
+/// Bytes read from a socket at once; also the largest slice scanned without copying.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Password checks that may run at once per worker (argon2 takes ~20 MiB and tens of ms each).
+const CONCURRENT_VERIFICATIONS: usize = 4;
+
+/// Everything a worker thread needs, built before the thread starts.
+pub struct WorkerSpec {
+    pub id: usize,
+    pub listener: StdListener,
+    pub settings: SharedSettings,
+    pub users: Arc<UserDirectory>,
+    pub core: Option<core_affinity::CoreId>,
+}
+
+/// A worker's state, shared by its tasks (all on the worker's one thread).
+pub(crate) struct Worker {
+    pub(crate) id: usize,
+    settings: SharedSettings,
+    users: Arc<UserDirectory>,
+    sessions: RefCell<Slab<Session>>,
+    /// Where received bytes land; scanned in place.
+    pub(crate) scratch: RefCell<Box<[u8]>>,
+    /// Where responses are built before they are sent.
+    pub(crate) out: RefCell<Vec<u8>>,
+    metrics: RefCell<WorkerMetrics>,
+    verifications: Semaphore,
+}
+
+impl Worker {
+    /// Runs the worker on the current thread until the process ends.
+    pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
+        if let Some(core) = spec.core
+            && !core_affinity::set_for_current(core)
+        {
+            warn!(worker = spec.id, "could not pin worker to core {}", core.id);
+        }
+        tokio_uring::builder().entries(1024).start(async move {
+            let listener = TcpListener::from_std(spec.listener);
+            let worker = Rc::new(Worker {
+                id: spec.id,
+                settings: spec.settings,
+                users: spec.users,
+                sessions: RefCell::new(Slab::new()),
+                scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+                out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
+                metrics: RefCell::new(WorkerMetrics::new(spec.id)),
+                verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
+            });
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        debug!(worker = worker.id, %peer, "connection accepted");
+                        tokio_uring::spawn(conn::serve(worker.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        // Out of descriptors or memory: back off instead of spinning.
+                        warn!(worker = worker.id, "accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    pub(crate) fn open_session(&self) -> usize {
+        self.metrics.borrow().session_opened();
+        self.sessions.borrow_mut().insert(Session::new())
+    }
+
+    pub(crate) fn close_session(&self, key: usize) {
+        if self.sessions.borrow_mut().try_remove(key).is_some() {
+            self.metrics.borrow().session_closed();
+        }
+    }
+
+    /// Runs `f` on a session with the current settings, the metrics observer and the output
+    /// buffer. Never held across an await.
+    pub(crate) fn with_session<R>(
+        &self,
+        key: usize,
+        f: impl FnOnce(&mut Session, &mut Context<'_>, &mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        let settings = self.settings.load();
+        let mut metrics = self.metrics.borrow_mut();
+        let mut ctx = Context {
+            settings: &settings,
+            observer: &mut *metrics,
+        };
+        let mut sessions = self.sessions.borrow_mut();
+        let session = sessions.get_mut(key)?;
+        let mut out = self.out.borrow_mut();
+        Some(f(session, &mut ctx, &mut out))
+    }
+
+    /// Checks credentials on the blocking pool, then delays a failure (without blocking the
+    /// worker) so password guessing is slow.
+    pub(crate) async fn verify(&self, credentials: Credentials) -> AuthVerdict {
+        let verdict = {
+            // The semaphore is never closed, so acquire only fails if it were; treat as busy.
+            let _permit = self.verifications.acquire().await.ok();
+            let users = self.users.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                users.verify(&credentials.user, &credentials.password)
+            })
+            .await;
+            match checked {
+                Ok(Ok(user)) => AuthVerdict::Accepted(user),
+                Ok(Err(AuthError::InvalidCredentials)) => AuthVerdict::Rejected,
+                Ok(Err(e)) => {
+                    warn!(worker = self.id, "user directory unavailable: {e}");
+                    AuthVerdict::Unavailable
+                }
+                Err(e) => {
+                    warn!(worker = self.id, "password check failed to run: {e}");
+                    AuthVerdict::Unavailable
+                }
+            }
+        };
+        if verdict == AuthVerdict::Rejected {
+            let delay = self.settings.load().auth_fail_delay;
+            tokio::time::sleep(delay).await;
+        }
+        verdict
+    }
+}
