@@ -424,3 +424,80 @@ mod tests {
         assert_eq!(trailing_literal(b"a 12}\r\n"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `input` in pieces at `cuts`, as a session does: consumed bytes are dropped from
+    /// the front, the rest is kept and extended. Returns the frames seen.
+    fn run(input: &[u8], cuts: &[usize], limits: &Limits) -> Vec<Frame> {
+        let mut framer = Framer::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut frames = Vec::new();
+        let mut fed = 0;
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.push(input.len());
+        points.sort_unstable();
+        for point in points {
+            buf.extend_from_slice(&input[fed..point]);
+            fed = point;
+            loop {
+                let frame = framer.next_frame(&buf, limits);
+                frames.push(frame);
+                match frame {
+                    Frame::Command { len } | Frame::Rejected { consumed: len, .. } => {
+                        assert!(len <= buf.len(), "frame past the input");
+                        buf.drain(..len);
+                        if len == 0 {
+                            break;
+                        }
+                    }
+                    Frame::Continue => {}
+                    Frame::Incomplete => break,
+                }
+            }
+        }
+        frames
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_nor_reads_past_input(
+            input in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            max_line in 2usize..100,
+            max_literal in 0u64..200,
+        ) {
+            run(&input, &cuts, &Limits { max_line, max_literal });
+        }
+
+        #[test]
+        fn imap_shaped_input_frames_the_same_however_it_is_split(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"a NOOP\r\n".to_vec()),
+                    Just(b"b LOGIN {3}\r\nabc {2+}\r\nxy\r\n".to_vec()),
+                    Just(b"c X {0}\r\n\r\n".to_vec()),
+                    Just(b"d {5}\r\n{1}\r\n\r\n".to_vec()),
+                    proptest::collection::vec(prop_oneof![Just(b'{'), Just(b'}'), Just(b'\r'), Just(b'\n'), Just(b'+'), Just(b'9'), Just(b'x')], 0..30),
+                ],
+                0..12,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let input: Vec<u8> = parts.concat();
+            let limits = Limits { max_line: 40, max_literal: 1000 };
+            let whole: Vec<Frame> = run(&input, &[], &limits)
+                .into_iter()
+                .filter(|f| matches!(f, Frame::Command { .. }))
+                .collect();
+            let split: Vec<Frame> = run(&input, &cuts, &limits)
+                .into_iter()
+                .filter(|f| matches!(f, Frame::Command { .. }))
+                .collect();
+            prop_assert_eq!(whole, split);
+        }
+    }
+}

@@ -430,3 +430,154 @@ pub(crate) fn strip_line_end(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::NoObserver;
+
+    fn feed(session: &mut Session, settings: &Settings, input: &[u8]) -> (Vec<u8>, Step) {
+        let mut observer = NoObserver;
+        let mut ctx = Context {
+            settings,
+            observer: &mut observer,
+        };
+        let mut out = Vec::new();
+        let step = session.on_input(input, &mut ctx, &mut out);
+        (out, step)
+    }
+
+    fn logged_in(settings: &Settings) -> Session {
+        let mut s = Session::new();
+        let (_, step) = feed(&mut s, settings, b"a LOGIN joe pw\r\n");
+        assert!(matches!(step, Step::Verify(_)));
+        let mut observer = NoObserver;
+        let mut ctx = Context {
+            settings,
+            observer: &mut observer,
+        };
+        s.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut Vec::new());
+        s
+    }
+
+    #[test]
+    fn login_hands_credentials_to_the_driver() {
+        let settings = Settings::default();
+        let mut s = Session::new();
+        let (out, step) = feed(&mut s, &settings, b"a LOGIN \"joe\" {2+}\r\npw\r\n");
+        assert!(out.is_empty());
+        assert_eq!(
+            step,
+            Step::Verify(Credentials {
+                user: "joe".into(),
+                password: b"pw".to_vec()
+            })
+        );
+    }
+
+    #[test]
+    fn pipelined_commands_wait_for_the_login() {
+        let settings = Settings::default();
+        let mut s = Session::new();
+        let (_, step) = feed(&mut s, &settings, b"a LOGIN joe pw\r\nb NOOP\r\n");
+        assert!(matches!(step, Step::Verify(_)));
+        assert!(s.buffered() > 0, "the NOOP waits in pending");
+        let mut observer = NoObserver;
+        let mut ctx = Context {
+            settings: &settings,
+            observer: &mut observer,
+        };
+        let mut out = Vec::new();
+        s.finish_auth(AuthVerdict::Rejected, &mut ctx, &mut out);
+        let step = s.on_input(&[], &mut ctx, &mut out);
+        assert_eq!(step, Step::NeedInput);
+        assert_eq!(
+            out,
+            b"a NO [AUTHENTICATIONFAILED] Authentication failed.\r\nb OK NOOP completed\r\n"
+        );
+        assert_eq!(s.buffered(), 0, "no buffer once idle");
+    }
+
+    /// Feeds `chunks` in order, answering every credential check with `Rejected`, and
+    /// returns everything the session wrote.
+    fn drive(settings: &Settings, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = Session::new();
+        let mut observer = NoObserver;
+        let mut ctx = Context {
+            settings,
+            observer: &mut observer,
+        };
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut step = s.on_input(chunk, &mut ctx, &mut out);
+            while let Step::Verify(_) = step {
+                s.finish_auth(AuthVerdict::Rejected, &mut ctx, &mut out);
+                step = s.on_input(&[], &mut ctx, &mut out);
+            }
+        }
+        assert_eq!(s.buffered(), 0, "nothing left over");
+        out
+    }
+
+    #[test]
+    fn byte_by_byte_input_gives_the_same_answers() {
+        let settings = Settings::default();
+        let script: &[u8] = b"a CAPABILITY\r\nb ID NIL\r\nc LOGIN {3}\r\nbad pw\r\nd NOOP\r\n\
+            e LOGIN x {2+}\r\nyz\r\nf IDLE\r\n";
+        let whole = drive(&settings, &[script]);
+        let bytes: Vec<&[u8]> = script.chunks(1).collect();
+        assert_eq!(drive(&settings, &bytes), whole);
+        let text = String::from_utf8_lossy(&whole);
+        assert!(text.contains("+ Ready for literal data\r\n"), "{text}");
+        assert!(text.contains("c NO [AUTHENTICATIONFAILED]"), "{text}");
+        assert!(text.contains("d OK NOOP completed"), "{text}");
+        assert!(text.contains("e NO [AUTHENTICATIONFAILED]"), "{text}");
+        assert!(text.ends_with("f BAD Log in first\r\n"), "{text}");
+    }
+
+    #[test]
+    fn idle_and_done_in_the_authenticated_state() {
+        let settings = Settings::default();
+        let mut s = logged_in(&settings);
+        let (out, _) = feed(&mut s, &settings, b"i IDLE\r\n");
+        assert_eq!(out, b"+ idling\r\n");
+        assert!(s.is_idling());
+        let (out, _) = feed(&mut s, &settings, b"DO");
+        assert!(out.is_empty());
+        let (out, _) = feed(&mut s, &settings, b"NE\r\n");
+        assert_eq!(out, b"i OK IDLE terminated\r\n");
+        assert!(!s.is_idling());
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn idle_refused_when_idlecmd_is_0() {
+        let settings = Settings {
+            idle_cmd: false,
+            ..Settings::default()
+        };
+        let mut s = logged_in(&settings);
+        let (out, _) = feed(&mut s, &settings, b"i IDLE\r\n");
+        assert_eq!(out, b"i BAD IDLE is disabled on this server\r\n");
+        let (out, _) = feed(&mut s, &settings, b"c CAPABILITY\r\n");
+        assert!(!out.windows(4).any(|w| w == b"IDLE"));
+    }
+
+    #[test]
+    fn logout_closes_and_drops_the_rest() {
+        let settings = Settings::default();
+        let mut s = Session::new();
+        let (out, step) = feed(&mut s, &settings, b"z LOGOUT\r\ny NOOP\r\n");
+        assert_eq!(step, Step::Close);
+        assert_eq!(out, b"* BYE Logging out\r\nz OK LOGOUT completed\r\n");
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn tag_kept_inline_or_on_the_heap() {
+        assert_eq!(Tag::new(b"a1").as_bytes(), b"a1");
+        let long = [b'x'; 64];
+        assert_eq!(Tag::new(&long).as_bytes(), &long[..]);
+        assert!(matches!(Tag::new(&[b'y'; 30]), Tag::Inline { .. }));
+    }
+}
