@@ -1,1 +1,126 @@
-fn main() {}
+//! The NOOP path: in memory through the session (what the protocol costs) and as a real
+//! round trip over loopback to the release server (what a client sees).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hato::config::Settings;
+use hato::imap::NoObserver;
+use hato::imap::session::{AuthVerdict, Context, Session};
+
+fn in_memory(c: &mut Criterion) {
+    let settings = Settings::default();
+    let mut observer = NoObserver;
+    let mut ctx = Context {
+        settings: &settings,
+        observer: &mut observer,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut session = Session::new();
+    session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
+    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    c.bench_function("noop/session (in memory)", |b| {
+        b.iter(|| {
+            out.clear();
+            session.on_input(std::hint::black_box(b"a1 NOOP\r\n"), &mut ctx, &mut out);
+            std::hint::black_box(&out);
+        })
+    });
+}
+
+/// Starts `hato serve` from the same build on a temporary spool with one PLAIN user.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+    _spool: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let bin = env!("CARGO_BIN_EXE_hato");
+        let spool = tempfile::tempdir().expect("tempdir");
+        let status = Command::new(bin)
+            .args([
+                "user",
+                "add",
+                "bench",
+                "--password",
+                "bench",
+                "--scheme",
+                "plain",
+                "--spool",
+            ])
+            .arg(spool.path())
+            .env("HATO_LOG", "error")
+            .status()
+            .expect("hato user add");
+        assert!(status.success());
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--imap",
+                "127.0.0.1:0",
+                "--metrics",
+                &metrics.to_string(),
+                "--spool",
+            ])
+            .arg(spool.path())
+            .env("HATO_LOG", "error")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("hato serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = loop {
+            let line = lines.next().expect("server output").expect("line");
+            if let Some(a) = line.strip_prefix("hato: listening for IMAP on ") {
+                break a.to_string();
+            }
+        };
+        Server {
+            child,
+            addr,
+            _spool: spool,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn round_trip(c: &mut Criterion) {
+    let server = Server::start();
+    let stream = TcpStream::connect(&server.addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("greeting");
+    writer.write_all(b"l LOGIN bench bench\r\n").expect("login");
+    line.clear();
+    reader.read_line(&mut line).expect("login answer");
+    assert!(line.starts_with("l OK"), "{line}");
+    c.bench_function("noop/loopback round trip", |b| {
+        b.iter(|| {
+            writer.write_all(b"n NOOP\r\n").expect("send");
+            line.clear();
+            reader.read_line(&mut line).expect("answer");
+            debug_assert!(line.starts_with("n OK"));
+        })
+    });
+}
+
+criterion_group!(benches, in_memory, round_trip);
+criterion_main!(benches);

@@ -7,7 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
 use crate::imap::{CommandName, Observer, Status};
@@ -38,7 +41,10 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), BuildError> {
 
 fn describe() {
     describe_gauge!(SESSIONS, "Open IMAP sessions, by worker.");
-    describe_counter!(LOGINS, "Login attempts (LOGIN and AUTHENTICATE), by result.");
+    describe_counter!(
+        LOGINS,
+        "Login attempts (LOGIN and AUTHENTICATE), by result."
+    );
     describe_counter!(COMMANDS, "IMAP commands answered, by command and result.");
     describe_histogram!(
         COMMAND_DURATION,

@@ -79,5 +79,8 @@ fn noop_idle_and_done_allocate_nothing() {
         other.on_input(b"b LOGIN joe pw\r\n", &mut ctx, &mut out),
         Step::Verify(_)
     ));
-    assert!(allocations() > before, "the counting allocator is not counting");
+    assert!(
+        allocations() > before,
+        "the counting allocator is not counting"
+    );
 }

@@ -12,8 +12,16 @@ fn imaplib_logs_in_with_each_password_scheme() {
     assert!(out.contains("all logins checked"), "{out}");
     let ok = server.metric("hato_logins_total{result=\"success\"}");
     let failed = server.metric("hato_logins_total{result=\"failure\"}");
-    assert_eq!(ok, Some(9.0), "3 users x (LOGIN, AUTHENTICATE, LOGIN after failure)");
-    assert_eq!(failed, Some(5.0), "3 wrong passwords, 1 unknown user, 1 AUTHENTICATE");
+    assert_eq!(
+        ok,
+        Some(9.0),
+        "3 users x (LOGIN, AUTHENTICATE, LOGIN after failure)"
+    );
+    assert_eq!(
+        failed,
+        Some(5.0),
+        "3 wrong passwords, 1 unknown user, 1 AUTHENTICATE"
+    );
 }
 
 #[test]
@@ -31,7 +39,10 @@ fn wrong_password_is_refused_and_the_session_goes_on() {
     );
     let answer = c.run("a3", "LOGIN carol carol-pw");
     assert!(answer.starts_with("a3 OK [CAPABILITY "), "{answer}");
-    assert_eq!(c.run("a4", "LOGIN carol carol-pw"), "a4 BAD Already logged in");
+    assert_eq!(
+        c.run("a4", "LOGIN carol carol-pw"),
+        "a4 BAD Already logged in"
+    );
 }
 
 fn capability_line(c: &mut Client) -> String {
@@ -81,7 +92,9 @@ fn greeting_carries_capabilities() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut reader, &mut line).expect("greeting");
     assert!(
-        line.starts_with("* OK [CAPABILITY IMAP4rev1 ") && line.contains(" IDLE") && line.ends_with("\r\n"),
+        line.starts_with("* OK [CAPABILITY IMAP4rev1 ")
+            && line.contains(" IDLE")
+            && line.ends_with("\r\n"),
         "{line:?}"
     );
 }
@@ -214,7 +227,10 @@ fn state_rules_id_enable_and_unimplemented_commands() {
     assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
     c.send(b"e ENABLE CONDSTORE\r\n");
     let (untagged, tagged) = c.until_tagged("e");
-    assert_eq!((untagged, tagged.as_str()), (vec!["* ENABLED".to_string()], "e OK ENABLE completed"));
+    assert_eq!(
+        (untagged, tagged.as_str()),
+        (vec!["* ENABLED".to_string()], "e OK ENABLE completed")
+    );
     assert_eq!(
         c.run("s", "SELECT INBOX"),
         "s NO [CANNOT] SELECT is not supported by this server yet"
@@ -234,12 +250,18 @@ fn sessions_land_on_several_workers() {
     let server = spool.start();
     let mut clients: Vec<Client> = (0..40).map(|_| server.connect()).collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(c.run(&format!("t{i}"), "NOOP"), format!("t{i} OK NOOP completed"));
+        assert_eq!(
+            c.run(&format!("t{i}"), "NOOP"),
+            format!("t{i} OK NOOP completed")
+        );
     }
     let w0 = server.metric("hato_sessions{worker=\"0\"}").unwrap_or(0.0);
     let w1 = server.metric("hato_sessions{worker=\"1\"}").unwrap_or(0.0);
     assert_eq!(w0 + w1, 40.0, "every session is counted on its worker");
-    assert!(w0 > 0.0 && w1 > 0.0, "sessions on both workers: {w0} / {w1}");
+    assert!(
+        w0 > 0.0 && w1 > 0.0,
+        "sessions on both workers: {w0} / {w1}"
+    );
     assert_eq!(server.metric("hato_workers"), Some(2.0));
     drop(clients);
 }

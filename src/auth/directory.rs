@@ -84,26 +84,38 @@ impl Snapshot {
             let user = match line {
                 Line::Comment => continue,
                 Line::InvalidName(name) => {
-                    tracing::warn!(path = %path.display(), line = line_no, name, "invalid user name; line ignored");
+                    tracing::warn!(
+                        path = %path.display(), line = line_no, name,
+                        "invalid user name; line ignored"
+                    );
                     continue;
                 }
                 Line::User(user) => user,
             };
             let credential = if user.password.is_empty() {
-                tracing::warn!(path = %path.display(), line = line_no, user = user.name, "empty password field; user cannot log in");
+                tracing::warn!(
+                    path = %path.display(), line = line_no, user = user.name,
+                    "empty password field; user cannot log in"
+                );
                 None
             } else {
                 match Credential::parse(user.password) {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        tracing::warn!(path = %path.display(), line = line_no, user = user.name, error = %e, "user cannot log in");
+                        tracing::warn!(
+                            path = %path.display(), line = line_no, user = user.name, error = %e,
+                            "user cannot log in"
+                        );
                         None
                     }
                 }
             };
             match users.entry(user.name.to_owned()) {
                 Entry::Occupied(_) => {
-                    tracing::warn!(path = %path.display(), line = line_no, user = user.name, "duplicate user; the first line wins");
+                    tracing::warn!(
+                        path = %path.display(), line = line_no, user = user.name,
+                        "duplicate user; the first line wins"
+                    );
                 }
                 Entry::Vacant(slot) => {
                     if let Some(c) = &credential {
@@ -130,6 +142,7 @@ impl Snapshot {
 
 impl UserDirectory {
     /// Does not touch the disk; the file is read on first use.
+    #[must_use]
     pub fn new(file: PasswdFile) -> Self {
         UserDirectory {
             file,
@@ -138,6 +151,7 @@ impl UserDirectory {
         }
     }
 
+    #[must_use]
     pub fn file(&self) -> &PasswdFile {
         &self.file
     }
@@ -158,7 +172,10 @@ impl UserDirectory {
                 Ok(true) => return Ok(name.clone()),
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(user = name.as_str(), error = %e, "stored password could not be checked")
+                    tracing::warn!(
+                        user = name.as_str(), error = %e,
+                        "stored password could not be checked"
+                    );
                 }
             },
             _ => {

@@ -45,14 +45,17 @@ pub struct PasswdFile {
 }
 
 impl PasswdFile {
+    #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         PasswdFile { path: path.into() }
     }
 
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    #[must_use]
     pub fn exists(&self) -> bool {
         self.path.is_file()
     }
@@ -333,15 +336,15 @@ fn write_atomically(path: &Path, doc: &Document) -> Result<(), AuthError> {
         let mode = match &existing {
             Some(meta) => {
                 let mine = file.metadata()?;
-                if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid()) {
-                    if let Err(e) =
+                if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid())
+                    && let Err(e) =
                         std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
-                    {
-                        tracing::warn!(
-                            path = %path.display(), uid = meta.uid(), gid = meta.gid(), error = %e,
-                            "could not keep the passwd-file's owner; check that the server can still read it"
-                        );
-                    }
+                {
+                    tracing::warn!(
+                        path = %path.display(), uid = meta.uid(), gid = meta.gid(), error = %e,
+                        "could not keep the passwd-file's owner; \
+                         check that the server can still read it"
+                    );
                 }
                 meta.permissions().mode() & 0o7777
             }

@@ -50,6 +50,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// The Dovecot name, as written between the braces.
+    #[must_use]
     pub fn dovecot_name(self) -> &'static str {
         match self {
             Scheme::Argon2id => "ARGON2ID",
@@ -401,7 +402,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
             .and_then(|d| u8::try_from(d).ok())
     };
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "hato", version, about = "An IMAP4 server for very large mail sites")]
+#[command(
+    name = "hato",
+    version,
+    about = "An IMAP4 server for very large mail sites"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,9 @@ pub(crate) struct SpoolArg {
 
 impl SpoolArg {
     pub(crate) fn path(&self) -> PathBuf {
-        self.spool.clone().unwrap_or_else(crate::config::default_spool)
+        self.spool
+            .clone()
+            .unwrap_or_else(crate::config::default_spool)
     }
 }
 

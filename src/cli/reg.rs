@@ -66,7 +66,10 @@ pub(crate) fn run(command: RegCommand) -> anyhow::Result<ExitCode> {
         RegCommand::Get { name, spool } => {
             let entry = RegTree::for_spool(&spool.path()).get(&name)?;
             if let Some(problem) = &entry.problem {
-                eprintln!("hato: {}: {problem}; the default is in force", entry.def.file_name());
+                eprintln!(
+                    "hato: {}: {problem}; the default is in force",
+                    entry.def.file_name()
+                );
                 println!("{}", entry.def.default);
                 return Ok(ExitCode::from(2));
             }

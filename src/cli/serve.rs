@@ -98,5 +98,8 @@ fn random_password() -> anyhow::Result<String> {
 
 fn print_first_start(path: &Path, password: &str) {
     println!("hato: first start: created user \"{DEMO_USER}\" with password \"{password}\"");
-    println!("hato:   in {} (manage users with `hato user`)", path.display());
+    println!(
+        "hato:   in {} (manage users with `hato user`)",
+        path.display()
+    );
 }

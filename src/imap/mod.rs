@@ -118,7 +118,10 @@ mod tests {
         for (i, name) in CommandName::ALL.iter().enumerate() {
             assert_eq!(*name as usize, i);
             if *name != CommandName::Unknown {
-                assert_eq!(CommandName::parse(name.as_str().to_ascii_lowercase().as_bytes()), *name);
+                assert_eq!(
+                    CommandName::parse(name.as_str().to_ascii_lowercase().as_bytes()),
+                    *name
+                );
             }
         }
         assert_eq!(CommandName::parse(b"XYZZY"), CommandName::Unknown);

@@ -81,7 +81,9 @@ pub fn parse_command(frame: &[u8]) -> Result<Command<'_>, (Option<&[u8]>, ParseE
         buf: frame,
         pos: tag_len,
     };
-    let name = args.atom().map_err(|_| (Some(tag), ParseError::MissingName))?;
+    let name = args
+        .atom()
+        .map_err(|_| (Some(tag), ParseError::MissingName))?;
     Ok(Command { tag, name, args })
 }
 
@@ -337,7 +339,8 @@ fn is_tag_char(b: u8) -> bool {
 
 /// ATOM-CHAR: any CHAR except atom-specials.
 pub fn is_atom_char(b: u8) -> bool {
-    (0x21..0x7f).contains(&b) && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+    (0x21..0x7f).contains(&b)
+        && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
 }
 
 #[cfg(test)]
@@ -377,7 +380,10 @@ mod tests {
 
     #[test]
     fn errors_keep_the_tag() {
-        assert_eq!(parse_command(b"\r\n").unwrap_err(), (None, ParseError::Empty));
+        assert_eq!(
+            parse_command(b"\r\n").unwrap_err(),
+            (None, ParseError::Empty)
+        );
         assert_eq!(
             parse_command(b"abc\r\n").unwrap_err(),
             (Some(&b"abc"[..]), ParseError::MissingName)
@@ -390,8 +396,14 @@ mod tests {
             parse_command(b"ab NO\0OP\r\n").unwrap_err(),
             (Some(&b"ab"[..]), ParseError::Nul)
         );
-        assert_eq!(parse_command(b"+x NOOP\r\n").unwrap_err().1, ParseError::BadTag);
-        assert_eq!(parse_command(b"* NOOP\r\n").unwrap_err().1, ParseError::BadTag);
+        assert_eq!(
+            parse_command(b"+x NOOP\r\n").unwrap_err().1,
+            ParseError::BadTag
+        );
+        assert_eq!(
+            parse_command(b"* NOOP\r\n").unwrap_err().1,
+            ParseError::BadTag
+        );
     }
 
     #[test]
@@ -422,7 +434,11 @@ mod tests {
             b"a LOGIN {99999999999999999999999}\r\n",
         ] {
             let mut args = parse_command(frame).unwrap().args;
-            assert_eq!(args.astring().unwrap_err(), ParseError::BadLiteral, "{frame:?}");
+            assert_eq!(
+                args.astring().unwrap_err(),
+                ParseError::BadLiteral,
+                "{frame:?}"
+            );
         }
     }
 
@@ -432,15 +448,26 @@ mod tests {
             .unwrap()
             .args;
         let mut seen = Vec::new();
-        assert!(args.nstring_list(|v| seen.push(v.map(|c| c.into_owned()))).unwrap());
+        assert!(
+            args.nstring_list(|v| seen.push(v.map(|c| c.into_owned())))
+                .unwrap()
+        );
         assert_eq!(
             seen,
-            vec![Some(b"name".to_vec()), Some(b"x".to_vec()), Some(b"os".to_vec()), None]
+            vec![
+                Some(b"name".to_vec()),
+                Some(b"x".to_vec()),
+                Some(b"os".to_vec()),
+                None
+            ]
         );
         let mut args = parse_command(b"a ID NIL\r\n").unwrap().args;
         assert!(!args.nstring_list(|_| {}).unwrap());
         let mut args = parse_command(b"a ID (\"name\"\r\n").unwrap().args;
-        assert_eq!(args.nstring_list(|_| {}).unwrap_err(), ParseError::Unbalanced);
+        assert_eq!(
+            args.nstring_list(|_| {}).unwrap_err(),
+            ParseError::Unbalanced
+        );
     }
 
     #[test]

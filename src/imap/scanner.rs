@@ -44,10 +44,7 @@ pub enum Frame {
     /// `buf[..consumed]` were thrown away because of a limit; the framer now discards the rest
     /// of that command on its own. For `LineTooLong` and `LiteralTooBig` the dropped bytes
     /// start with the offending command, so its tag can be recovered for the answer.
-    Rejected {
-        consumed: usize,
-        reason: Rejection,
-    },
+    Rejected { consumed: usize, reason: Rejection },
 }
 
 /// Why a command was refused before it was complete.
@@ -252,7 +249,10 @@ mod tests {
         let buf = b"a1 NOOP\r\nb2 NOOP\r\n";
         assert_eq!(f.next_frame(buf, &limits()), Frame::Command { len: 9 });
         assert!(f.is_clear());
-        assert_eq!(f.next_frame(&buf[9..], &limits()), Frame::Command { len: 9 });
+        assert_eq!(
+            f.next_frame(&buf[9..], &limits()),
+            Frame::Command { len: 9 }
+        );
     }
 
     #[test]
@@ -351,7 +351,10 @@ mod tests {
                 reason: Rejection::LineTooLong
             }
         );
-        assert_eq!(f.next_frame(&buf[82..], &limits()), Frame::Command { len: 8 });
+        assert_eq!(
+            f.next_frame(&buf[82..], &limits()),
+            Frame::Command { len: 8 }
+        );
     }
 
     #[test]
@@ -365,7 +368,10 @@ mod tests {
                 reason: Rejection::LiteralTooBig
             }
         );
-        assert_eq!(f.next_frame(&buf[23..], &limits()), Frame::Command { len: 8 });
+        assert_eq!(
+            f.next_frame(&buf[23..], &limits()),
+            Frame::Command { len: 8 }
+        );
     }
 
     #[test]

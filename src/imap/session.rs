@@ -456,7 +456,11 @@ mod tests {
             settings,
             observer: &mut observer,
         };
-        s.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut Vec::new());
+        s.finish_auth(
+            AuthVerdict::Accepted("joe".into()),
+            &mut ctx,
+            &mut Vec::new(),
+        );
         s
     }
 

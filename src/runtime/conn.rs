@@ -4,10 +4,10 @@
 //! buffer, lets the session scan and answer in place, and sends the answer from the worker's
 //! output buffer. Slow work the session asks for (password checks) runs off the thread.
 
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::io;
 
 use tokio_uring::net::TcpStream;
 use tracing::debug;
@@ -53,7 +53,9 @@ async fn drive(worker: &Worker, key: usize, stream: &TcpStream) -> io::Result<()
                 Step::NeedInput => break,
                 Step::Close => return Ok(()),
                 Step::Verify(credentials) => {
-                    let verdict = worker.verify(credentials).await;
+                    // Boxed: the check's state (timer, blocking-pool handle) would otherwise
+                    // be part of every session's future, idle or not.
+                    let verdict = Box::pin(worker.verify(credentials)).await;
                     step = worker
                         .with_session(key, |session, ctx, out| {
                             session.finish_auth(verdict, ctx, out);

@@ -34,7 +34,9 @@ async fn poll(fd: RawFd, events: libc::c_short) -> io::Result<u32> {
     // The kernel takes its own reference to the file for the request, so the request stays
     // valid even if the fd were closed first; we close only after shutdown() completes it.
     let sqe = opcode::PollAdd::new(types::Fd(fd), events as u32).build();
-    UnsubmittedOneshot::new((), PollTransform, sqe).submit().await
+    UnsubmittedOneshot::new((), PollTransform, sqe)
+        .submit()
+        .await
 }
 
 /// Waits until `fd` has input (or an error/hang-up to report through the next `recv`).
@@ -100,27 +102,33 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 /// completes at once without allocating; if the socket is full, the unsent rest moves into a
 /// buffer of this connection's own before waiting, so the shared buffer is free for others.
 pub(crate) async fn send_all(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io::Result<()> {
-    let mut rest = {
-        let mut shared = out.borrow_mut();
-        let mut sent = 0;
-        while sent < shared.len() {
-            match send(fd, &shared[sent..]) {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    shared.clear();
-                    return Err(e);
-                }
+    match send_now(fd, out)? {
+        None => Ok(()),
+        // Boxed so the waiting state is not part of every session's future.
+        Some(rest) => Box::pin(send_rest(fd, rest)).await,
+    }
+}
+
+/// Sends what the socket takes now; returns the unsent rest, if any.
+fn send_now(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io::Result<Option<Vec<u8>>> {
+    let mut shared = out.borrow_mut();
+    let mut sent = 0;
+    while sent < shared.len() {
+        match send(fd, &shared[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                shared.clear();
+                return Err(e);
             }
         }
-        if sent == shared.len() {
-            shared.clear();
-            return Ok(());
-        }
-        let rest = shared[sent..].to_vec();
-        shared.clear();
-        rest
-    };
+    }
+    let rest = (sent < shared.len()).then(|| shared[sent..].to_vec());
+    shared.clear();
+    Ok(rest)
+}
+
+async fn send_rest(fd: RawFd, rest: Vec<u8>) -> io::Result<()> {
     let mut sent = 0;
     while sent < rest.len() {
         writable(fd).await?;
@@ -130,6 +138,5 @@ pub(crate) async fn send_all(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io
             Err(e) => return Err(e),
         }
     }
-    rest.clear();
     Ok(())
 }

@@ -262,7 +262,10 @@ impl Client {
         let mut untagged = Vec::new();
         loop {
             let line = self.line();
-            assert!(!line.is_empty(), "connection closed before {tag} was answered");
+            assert!(
+                !line.is_empty(),
+                "connection closed before {tag} was answered"
+            );
             if line.starts_with(&format!("{tag} ")) {
                 return (untagged, line);
             }

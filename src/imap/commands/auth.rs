@@ -30,7 +30,13 @@ pub(crate) fn login(
         user: String::from_utf8_lossy(&user).into_owned(),
         password: password.into_owned(),
     };
-    Ok(verify(session, Tag::new(tag), CommandName::Login, started, credentials))
+    Ok(verify(
+        session,
+        Tag::new(tag),
+        CommandName::Login,
+        started,
+        credentials,
+    ))
 }
 
 pub(crate) fn authenticate(
@@ -93,12 +99,23 @@ pub(crate) fn sasl_response(
         STANDARD.decode(line)
     };
     let Ok(decoded) = decoded else {
-        response::tagged(out, tag.as_bytes(), Status::Bad, "Invalid base64 in SASL response");
+        response::tagged(
+            out,
+            tag.as_bytes(),
+            Status::Bad,
+            "Invalid base64 in SASL response",
+        );
         return Outcome::Done(Status::Bad);
     };
     match step {
         SaslStep::Plain => match split_plain(&decoded) {
-            Some(credentials) => verify(session, tag, CommandName::Authenticate, started, credentials),
+            Some(credentials) => verify(
+                session,
+                tag,
+                CommandName::Authenticate,
+                started,
+                credentials,
+            ),
             None => {
                 response::tagged(
                     out,
@@ -169,7 +186,10 @@ mod tests {
     #[test]
     fn plain_message_forms() {
         let c = split_plain(b"\0joe\0pw").expect("valid");
-        assert_eq!((c.user.as_str(), c.password.as_slice()), ("joe", &b"pw"[..]));
+        assert_eq!(
+            (c.user.as_str(), c.password.as_slice()),
+            ("joe", &b"pw"[..])
+        );
         assert!(split_plain(b"joe\0joe\0pw").is_some());
         assert!(split_plain(b"admin\0joe\0pw").is_none());
         assert!(split_plain(b"\0\0pw").is_none());

@@ -30,7 +30,11 @@ pub(crate) fn noop(args: &Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Out
     Ok(Outcome::Done(Status::Ok))
 }
 
-pub(crate) fn logout(args: &Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, ParseError> {
+pub(crate) fn logout(
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
     args.finish()?;
     response::untagged(out, "BYE Logging out");
     response::tagged(out, tag, Status::Ok, "LOGOUT completed");
@@ -39,12 +43,21 @@ pub(crate) fn logout(args: &Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<O
 
 /// ID (RFC 2971): the client's fields are read and ignored; the answer is short and plain
 /// because some Outlook builds break on unusual ID responses.
-pub(crate) fn id(args: &mut Args<'_>, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, ParseError> {
+pub(crate) fn id(
+    args: &mut Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
     let mut fields = 0usize;
     args.nstring_list(|_| fields += 1)?;
     args.finish()?;
-    if fields % 2 != 0 || fields > 60 {
-        response::tagged(out, tag, Status::Bad, "ID takes at most 30 field/value pairs");
+    if !fields.is_multiple_of(2) || fields > 60 {
+        response::tagged(
+            out,
+            tag,
+            Status::Bad,
+            "ID takes at most 30 field/value pairs",
+        );
         return Ok(Outcome::Done(Status::Bad));
     }
     out.extend_from_slice(b"* ID (\"name\" \"hato\" \"version\" \"");
