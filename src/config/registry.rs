@@ -245,7 +245,7 @@ static DEFINITIONS: [SettingDef; 14] = [
         "bytes",
         1,
         4_294_967_295,
-        "largest literal accepted (advertised as APPENDLIMIT)",
+        "largest literal accepted; a larger one gets NO [TOOBIG]",
     ),
     number(
         "AuthFailDelay",

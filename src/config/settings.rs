@@ -36,7 +36,7 @@ pub struct Settings {
     pub passwd_file: Option<PathBuf>,
     /// `MaxLineLength.1` (bytes): longest command line, literals excluded.
     pub max_line_length: usize,
-    /// `MaxLiteralSize.1` (bytes): largest literal, advertised as APPENDLIMIT.
+    /// `MaxLiteralSize.1` (bytes): largest literal; larger ones are refused with `NO [TOOBIG]`.
     pub max_literal_size: u64,
     /// `AuthFailDelay.1` (milliseconds): delay before answering a failed login.
     pub auth_fail_delay: Duration,
