@@ -7,11 +7,13 @@
 //!
 //! * [`scanner`]: framing of complete commands (lines and literals) with limits.
 //! * [`parser`]: tag, command name and lazily parsed arguments, borrowed from the buffer.
+//! * [`mailbox_name`]: modified UTF-7 mailbox names to and from UTF-8.
 //! * [`response`]: response encoding.
 //! * [`session`]: the RFC 3501 state machine.
 //! * [`commands`]: one handler per command, grouped by concern.
 
 pub mod commands;
+pub mod mailbox_name;
 pub mod parser;
 pub mod response;
 pub mod scanner;
