@@ -108,13 +108,24 @@ pub(crate) enum Mode {
     /// IDLE is running; the line should be `DONE`.
     Idle { tag: Tag },
     /// AUTHENTICATE is waiting for the client's next SASL response.
-    Sasl { tag: Tag, step: SaslStep },
+    Sasl(Box<Sasl>),
     /// A credential check is out; no input is processed until it returns.
-    Verifying {
-        tag: Tag,
-        command: CommandName,
-        started: Instant,
-    },
+    Verifying(Box<Verifying>),
+}
+
+// The rare modes are boxed so that every session's slot stays small.
+
+/// An AUTHENTICATE exchange in progress.
+pub(crate) struct Sasl {
+    pub(crate) tag: Tag,
+    pub(crate) step: SaslStep,
+}
+
+/// A login whose credentials are being checked.
+pub(crate) struct Verifying {
+    pub(crate) tag: Tag,
+    pub(crate) command: CommandName,
+    pub(crate) started: Instant,
 }
 
 /// The position in a SASL exchange.
@@ -216,14 +227,14 @@ impl Session {
 
     /// Answers the command whose credentials the driver checked.
     pub fn finish_auth(&mut self, verdict: AuthVerdict, ctx: &mut Context<'_>, out: &mut Vec<u8>) {
-        let Mode::Verifying {
+        let Mode::Verifying(verifying) = mem::replace(&mut self.mode, Mode::Command) else {
+            return;
+        };
+        let Verifying {
             tag,
             command,
             started,
-        } = mem::replace(&mut self.mode, Mode::Command)
-        else {
-            return;
-        };
+        } = *verifying;
         let tag = tag.as_bytes();
         let status = match verdict {
             AuthVerdict::Accepted(user) => {
@@ -265,7 +276,7 @@ impl Session {
         };
         let mut pos = 0;
         loop {
-            if matches!(self.mode, Mode::Verifying { .. }) {
+            if matches!(self.mode, Mode::Verifying(_)) {
                 return (pos, Step::NeedInput);
             }
             match self.framer.next_frame(&buf[pos..], &limits) {
@@ -297,7 +308,8 @@ impl Session {
                 ctx.observer.command(CommandName::Idle, status, started);
                 Step::NeedInput
             }
-            Mode::Sasl { tag, step } => {
+            Mode::Sasl(sasl) => {
+                let Sasl { tag, step } = *sasl;
                 let outcome = commands::auth::sasl_response(
                     self,
                     tag,
@@ -308,7 +320,7 @@ impl Session {
                 );
                 self.settle(CommandName::Authenticate, outcome, started, ctx)
             }
-            verifying @ Mode::Verifying { .. } => {
+            verifying @ Mode::Verifying(_) => {
                 // Not reached: process() stops feeding lines while verifying.
                 self.mode = verifying;
                 Step::NeedInput
@@ -383,7 +395,8 @@ impl Session {
         };
         // A refused line also ends IDLE or a SASL exchange, whose tag is the one owed.
         let owed = match mem::replace(&mut self.mode, Mode::Command) {
-            Mode::Idle { tag } | Mode::Sasl { tag, .. } => Some(tag),
+            Mode::Idle { tag } => Some(tag),
+            Mode::Sasl(sasl) => Some(sasl.tag),
             _ => None,
         };
         let tag = owed

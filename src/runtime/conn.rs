@@ -3,10 +3,14 @@
 //! Per read it waits for readiness (no buffer parked), receives into the worker's scratch
 //! buffer, lets the session scan and answer in place, and sends the answer from the worker's
 //! output buffer. Slow work the session asks for (password checks) runs off the thread.
+//!
+//! The future of an idle connection is kept small on purpose: it holds only what every await
+//! point needs (the worker, the slab key, the descriptor). Rare, bulky states (a login in
+//! progress, output waiting for a full socket) live in boxed futures of their own.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use tokio_uring::net::TcpStream;
@@ -14,26 +18,25 @@ use tracing::debug;
 
 use super::socket_io;
 use super::worker::Worker;
-use crate::imap::session::Step;
+use crate::imap::session::{Credentials, Step};
 
-/// Serves one connection until the client leaves or the session ends.
-pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
-    let key = worker.open_session();
-    let result = drive(&worker, key, &stream).await;
-    if let Err(e) = result {
-        debug!(worker = worker.id, %peer, "connection ended: {e}");
-    }
+/// Serves one connection (whose session is `key`) until the client leaves or the session ends.
+pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, key: usize) {
+    let result = drive(&worker, key, stream.as_raw_fd()).await;
     // tokio-uring does not cancel in-flight operations when a socket is dropped; shutting the
     // socket down first makes sure nothing stays parked on it.
     let _ = stream.shutdown(Shutdown::Both);
-    worker.close_session(key);
+    if let (Some(peer), Err(e)) = (worker.close_session(key), result) {
+        debug!(worker = worker.id, %peer, "connection ended: {e}");
+    }
 }
 
-async fn drive(worker: &Worker, key: usize, stream: &TcpStream) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
+async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<()> {
     worker.with_session(key, |session, ctx, out| session.greeting(ctx, out));
-    socket_io::send_all(fd, &worker.out).await?;
-    loop {
+    let mut open = true;
+    // One send and one wait per turn, so the future has one slot for each.
+    while open {
+        socket_io::send_all(fd, &worker.out).await?;
         socket_io::readable(fd).await?;
         let step = {
             let mut scratch = worker.scratch.borrow_mut();
@@ -46,26 +49,38 @@ async fn drive(worker: &Worker, key: usize, stream: &TcpStream) -> io::Result<()
             let input = &scratch[..n];
             worker.with_session(key, |session, ctx, out| session.on_input(input, ctx, out))
         };
-        let mut step = step.unwrap_or(Step::Close);
+        open = match step.unwrap_or(Step::Close) {
+            Step::NeedInput => true,
+            Step::Close => false,
+            Step::Verify(credentials) => Box::pin(log_in(worker, key, fd, credentials)).await?,
+        };
+    }
+    socket_io::send_all(fd, &worker.out).await
+}
+
+/// Sends what the session wrote before the login, has the credentials checked, lets the
+/// session answer, and resumes the commands the client pipelined behind the login (which may
+/// be another login). The answers are left in the output buffer for the caller to send.
+/// Returns whether the connection stays open.
+async fn log_in(
+    worker: &Worker,
+    key: usize,
+    fd: RawFd,
+    mut credentials: Credentials,
+) -> io::Result<bool> {
+    loop {
         socket_io::send_all(fd, &worker.out).await?;
-        loop {
-            match step {
-                Step::NeedInput => break,
-                Step::Close => return Ok(()),
-                Step::Verify(credentials) => {
-                    // Boxed: the check's state (timer, blocking-pool handle) would otherwise
-                    // be part of every session's future, idle or not.
-                    let verdict = Box::pin(worker.verify(credentials)).await;
-                    step = worker
-                        .with_session(key, |session, ctx, out| {
-                            session.finish_auth(verdict, ctx, out);
-                            // Resume commands the client pipelined behind the login.
-                            session.on_input(&[], ctx, out)
-                        })
-                        .unwrap_or(Step::Close);
-                    socket_io::send_all(fd, &worker.out).await?;
-                }
-            }
+        let verdict = worker.verify(credentials).await;
+        let step = worker
+            .with_session(key, |session, ctx, out| {
+                session.finish_auth(verdict, ctx, out);
+                session.on_input(&[], ctx, out)
+            })
+            .unwrap_or(Step::Close);
+        match step {
+            Step::NeedInput => return Ok(true),
+            Step::Close => return Ok(false),
+            Step::Verify(next) => credentials = next,
         }
     }
 }

@@ -58,6 +58,14 @@ pub fn worker_count(setting: usize) -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Slab slots to reserve per worker: its share of the session capacity, bounded so that a
+/// huge open-file limit does not reserve absurd address space.
+fn slab_capacity(capacity: u64, workers: usize) -> usize {
+    const MAX_RESERVED: u64 = 1 << 22;
+    let share = capacity / workers.max(1) as u64;
+    usize::try_from(share.min(MAX_RESERVED)).unwrap_or(0)
+}
+
 /// Starts the exporter, binds the listeners and runs the workers until the process ends.
 pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
     let settings = options.settings.load_full();
@@ -104,6 +112,7 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
             settings: options.settings.clone(),
             users: options.users.clone(),
             core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+            slab_capacity: slab_capacity(capacity, workers),
         };
         let handle = thread::Builder::new()
             .name(format!("hato-worker-{id}"))

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use io_uring::{cqueue, opcode, types};
-use tokio_uring::{OneshotOutputTransform, UnsubmittedOneshot};
+use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
 /// Turns a POLL_ADD completion into the returned event mask.
 struct PollTransform;
@@ -30,23 +30,23 @@ impl OneshotOutputTransform for PollTransform {
     }
 }
 
-async fn poll(fd: RawFd, events: libc::c_short) -> io::Result<u32> {
+/// Submits a one-shot `POLL_ADD` for `events` on `fd`; resolves to the ready event mask.
+/// A plain function, not an `async fn`, so the future is just the in-flight operation.
+fn poll(fd: RawFd, events: libc::c_short) -> InFlightOneshot<(), PollTransform> {
     // The kernel takes its own reference to the file for the request, so the request stays
     // valid even if the fd were closed first; we close only after shutdown() completes it.
     let sqe = opcode::PollAdd::new(types::Fd(fd), events as u32).build();
-    UnsubmittedOneshot::new((), PollTransform, sqe)
-        .submit()
-        .await
+    UnsubmittedOneshot::new((), PollTransform, sqe).submit()
 }
 
 /// Waits until `fd` has input (or an error/hang-up to report through the next `recv`).
-pub(crate) async fn readable(fd: RawFd) -> io::Result<()> {
-    poll(fd, libc::POLLIN | libc::POLLRDHUP).await.map(drop)
+pub(crate) fn readable(fd: RawFd) -> impl Future<Output = io::Result<u32>> {
+    poll(fd, libc::POLLIN | libc::POLLRDHUP)
 }
 
 /// Waits until `fd` can take more output.
-pub(crate) async fn writable(fd: RawFd) -> io::Result<()> {
-    poll(fd, libc::POLLOUT).await.map(drop)
+pub(crate) fn writable(fd: RawFd) -> impl Future<Output = io::Result<u32>> {
+    poll(fd, libc::POLLOUT)
 }
 
 /// Non-blocking receive into `buf`. `Ok(0)` is end of stream; `WouldBlock` means try later.
@@ -104,7 +104,7 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 pub(crate) async fn send_all(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io::Result<()> {
     match send_now(fd, out)? {
         None => Ok(()),
-        // Boxed so the waiting state is not part of every session's future.
+        // Boxed so that this rare waiting state is not part of every session's future.
         Some(rest) => Box::pin(send_rest(fd, rest)).await,
     }
 }
@@ -128,6 +128,7 @@ fn send_now(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io::Result<Option<V
     Ok(rest)
 }
 
+/// Waits for room and sends `rest`.
 async fn send_rest(fd: RawFd, rest: Vec<u8>) -> io::Result<()> {
     let mut sent = 0;
     while sent < rest.len() {

@@ -3,7 +3,7 @@
 //! settings snapshot and the user directory, so the command path takes no locks.
 
 use std::cell::RefCell;
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -31,6 +31,14 @@ pub struct WorkerSpec {
     pub settings: SharedSettings,
     pub users: Arc<UserDirectory>,
     pub core: Option<core_affinity::CoreId>,
+    /// Sessions this worker expects to hold at most (its share of the open-file limit).
+    pub slab_capacity: usize,
+}
+
+/// A session and what the worker knows about its connection.
+pub(crate) struct Slot {
+    pub(crate) session: Session,
+    pub(crate) peer: SocketAddr,
 }
 
 /// A worker's state, shared by its tasks (all on the worker's one thread).
@@ -38,7 +46,7 @@ pub(crate) struct Worker {
     pub(crate) id: usize,
     settings: SharedSettings,
     users: Arc<UserDirectory>,
-    sessions: RefCell<Slab<Session>>,
+    sessions: RefCell<Slab<Slot>>,
     /// Where received bytes land; scanned in place.
     pub(crate) scratch: RefCell<Box<[u8]>>,
     /// Where responses are built before they are sent.
@@ -61,7 +69,10 @@ impl Worker {
                 id: spec.id,
                 settings: spec.settings,
                 users: spec.users,
-                sessions: RefCell::new(Slab::new()),
+                // Sized for the worker's share of the open-file limit up front: the memory is
+                // only reserved (pages are touched as sessions arrive), and the slab never
+                // pays for doubling copies or their slack.
+                sessions: RefCell::new(Slab::with_capacity(spec.slab_capacity)),
                 scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
@@ -71,7 +82,11 @@ impl Worker {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         debug!(worker = worker.id, %peer, "connection accepted");
-                        tokio_uring::spawn(conn::serve(worker.clone(), stream, peer));
+                        // The peer goes into the slab slot here, so that it is not part of
+                        // the connection's future.
+                        let key = worker.open_session(peer);
+                        let fut = conn::serve(worker.clone(), stream, key);
+                        tokio_uring::spawn(fut);
                     }
                     Err(e) => {
                         // Out of descriptors or memory: back off instead of spinning.
@@ -83,15 +98,19 @@ impl Worker {
         })
     }
 
-    pub(crate) fn open_session(&self) -> usize {
+    pub(crate) fn open_session(&self, peer: SocketAddr) -> usize {
         self.metrics.borrow().session_opened();
-        self.sessions.borrow_mut().insert(Session::new())
+        self.sessions.borrow_mut().insert(Slot {
+            session: Session::new(),
+            peer,
+        })
     }
 
-    pub(crate) fn close_session(&self, key: usize) {
-        if self.sessions.borrow_mut().try_remove(key).is_some() {
-            self.metrics.borrow().session_closed();
-        }
+    /// Removes the session; returns the peer it served.
+    pub(crate) fn close_session(&self, key: usize) -> Option<SocketAddr> {
+        let slot = self.sessions.borrow_mut().try_remove(key)?;
+        self.metrics.borrow().session_closed();
+        Some(slot.peer)
     }
 
     /// Runs `f` on a session with the current settings, the metrics observer and the output
@@ -108,7 +127,7 @@ impl Worker {
             observer: &mut *metrics,
         };
         let mut sessions = self.sessions.borrow_mut();
-        let session = sessions.get_mut(key)?;
+        let session = &mut sessions.get_mut(key)?.session;
         let mut out = self.out.borrow_mut();
         Some(f(session, &mut ctx, &mut out))
     }

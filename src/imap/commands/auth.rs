@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::super::CommandName;
 use super::super::parser::{Args, ParseError};
 use super::super::response::{self, Status};
-use super::super::session::{Credentials, Mode, Outcome, SaslStep, Session, Tag};
+use super::super::session::{Credentials, Mode, Outcome, Sasl, SaslStep, Session, Tag, Verifying};
 
 /// `Username:` and `Password:` in base64, the customary SASL LOGIN prompts.
 const PROMPT_USER: &str = "VXNlcm5hbWU6";
@@ -66,14 +66,11 @@ pub(crate) fn authenticate(
         // SASL-IR: "=" stands for an empty initial response.
         Some(ir) => Ok(sasl_response(session, tag, step, ir, started, out)),
         None => {
-            session.mode = Mode::Sasl { tag, step };
-            let prompt = match session.mode {
-                Mode::Sasl {
-                    step: SaslStep::LoginUser,
-                    ..
-                } => PROMPT_USER,
+            let prompt = match step {
+                SaslStep::LoginUser => PROMPT_USER,
                 _ => "",
             };
+            session.mode = Mode::Sasl(Box::new(Sasl { tag, step }));
             response::continuation(out, prompt);
             Ok(Outcome::Waiting)
         }
@@ -128,10 +125,10 @@ pub(crate) fn sasl_response(
         },
         SaslStep::LoginUser => {
             let user = String::from_utf8_lossy(&decoded).into_owned();
-            session.mode = Mode::Sasl {
+            session.mode = Mode::Sasl(Box::new(Sasl {
                 tag,
                 step: SaslStep::LoginPassword { user },
-            };
+            }));
             response::continuation(out, PROMPT_PASSWORD);
             Outcome::Waiting
         }
@@ -171,11 +168,11 @@ fn verify(
     started: Instant,
     credentials: Credentials,
 ) -> Outcome {
-    session.mode = Mode::Verifying {
+    session.mode = Mode::Verifying(Box::new(Verifying {
         tag,
         command,
         started,
-    };
+    }));
     Outcome::Verify(credentials)
 }
 
