@@ -2,8 +2,8 @@
 """Memory per idle IMAP session, measured on a running server.
 
 Opens N connections to an IMAP server, logs each in (and optionally puts it in IDLE), and reads
-the server's resident memory (VmRSS of --pid, summed over its children for multi-process
-servers) at checkpoints. The marginal cost per session is the slope between the first and last
+the server's memory (PSS or RSS of --pid and all its descendants, so multi-process servers such
+as Dovecot are measured whole) at checkpoints. The marginal cost per session is the slope between the first and last
 checkpoint, which cancels fixed costs (thread stacks, rings, allocator arenas).
 
 The client side needs one descriptor per connection; this machine allows 20,000 per process,
@@ -21,8 +21,10 @@ import sys
 import time
 
 
-def rss_kib(pid):
-    """VmRSS of pid and all its descendants, in KiB."""
+def memory_kib(pid, field="Pss"):
+    """Memory of pid and all its descendants, in KiB: Pss (proportional set size, which
+    shares a page among the processes that map it, so a multi-process server is not counted
+    many times over for its shared libraries) or Rss, from /proc/PID/smaps_rollup."""
     total = 0
     pids = [pid]
     seen = set()
@@ -32,13 +34,14 @@ def rss_kib(pid):
             continue
         seen.add(p)
         try:
-            with open(f"/proc/{p}/status") as f:
+            with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                pids.extend(int(c) for c in f.read().split())
-        except FileNotFoundError:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    pids.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
             pass
     return total
 
@@ -84,6 +87,7 @@ def main():
     ap.add_argument("--idle", action="store_true", help="send IDLE on every session")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     ap.add_argument("--label", default="server")
+    ap.add_argument("--measure", choices=["Pss", "Rss"], default="Pss")
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -94,18 +98,18 @@ def main():
 
     sessions = []
     readings = []
-    base = rss_kib(args.pid)
+    base = memory_kib(args.pid, args.measure)
     started = time.time()
     for target in checkpoints:
         while len(sessions) < target:
             sessions.append(open_session(args.host, args.port, args.user, args.password, args.idle))
         time.sleep(args.settle)
-        readings.append((target, rss_kib(args.pid)))
-        print(f"{args.label}: {target} sessions: RSS {readings[-1][1]} KiB", flush=True)
+        readings.append((target, memory_kib(args.pid, args.measure)))
+        print(f"{args.label}: {target} sessions: {args.measure} {readings[-1][1]} KiB", flush=True)
     (n0, r0), (n1, r1) = readings[0], readings[-1]
     per_session = (r1 - r0) * 1024 / (n1 - n0)
     print(
-        f"{args.label}: base RSS {base} KiB; marginal {per_session:.0f} bytes per "
+        f"{args.label}: base {args.measure} {base} KiB; marginal {per_session:.0f} bytes per "
         f"{'IDLE' if args.idle else 'logged-in idle'} session (slope {n0}->{n1}); "
         f"total at {n1}: {r1 / 1024:.1f} MiB; setup {time.time() - started:.1f} s"
     )

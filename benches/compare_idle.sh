@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Memory per idle session, hato and Dovecot side by side in one run, on 127.0.0.1.
+#
+# Installs Debian's dovecot-imapd if missing (needs root, as Dovecot's privilege separation
+# does), builds hato in release mode, starts both on loopback ports with equivalent setups
+# (one PLAIN passwd-file user, Maildir), opens the same number of logged-in sessions to each
+# (then, on fresh servers, sessions in IDLE), and prints one table: figure, hato, Dovecot, ratio.
+# Memory is PSS summed over each server's whole process tree. Everything started is stopped by
+# pid on exit. Usage: benches/compare_idle.sh [FROM [TO]]   (session counts, default 500 2000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+from=${1:-500}
+to=${2:-2000}
+hato_port=${HATO_PORT:-21143}
+dovecot_port=${DOVECOT_PORT:-21144}
+
+if ! command -v dovecot >/dev/null 2>&1; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y dovecot-imapd
+fi
+cargo build --release --quiet
+
+work=$(mktemp -d /tmp/hato-compare.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 1
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)"
+
+start_hato() {
+    local spool=$work/hato-$1
+    target/release/hato user add bench --password benchpw --scheme plain --spool "$spool" >/dev/null 2>&1
+    HATO_LOG=warn target/release/hato serve --spool "$spool" --imap "127.0.0.1:$hato_port" \
+        --metrics "127.0.0.1:$((hato_port + 1000))" >/dev/null 2>&1 &
+    pids+=($!)
+    server_pid=$!
+    sleep 1
+}
+
+start_dovecot() {
+    local dir=$work/dovecot-$1
+    mkdir -p "$dir/home"
+    chown nobody:nogroup "$dir/home"
+    echo "bench:{PLAIN}benchpw" >"$dir/passwd"
+    cat >"$dir/dovecot.conf" <<CONF
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$dir/home/%u
+}
+default_process_limit = 30000
+default_client_limit = 30000
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $dovecot_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  service_count = 0
+  process_min_avail = 2
+}
+service imap {
+  process_limit = 30000
+}
+service anvil {
+  client_limit = 70000
+}
+protocol imap {
+  mail_max_userip_connections = 100000
+}
+CONF
+    dovecot -F -c "$dir/dovecot.conf" &
+    pids+=($!)
+    server_pid=$!
+    sleep 2
+}
+
+measure() { # name port idle-flag -> prints bytes per session
+    python3 benches/idle_sessions.py --port "$2" --pid "$server_pid" --user bench \
+        --password benchpw --checkpoints "$from,$to" $3 --label "$1" --settle 3 |
+        tee -a "$work/log" | sed -n 's/.*marginal \([0-9-]*\) bytes.*/\1/p'
+}
+
+stop_last() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    sleep 1
+}
+
+start_hato plain; hato_auth=$(measure hato "$hato_port" ""); stop_last
+start_dovecot plain; dovecot_auth=$(measure dovecot "$dovecot_port" ""); stop_last
+start_hato idle; hato_idle=$(measure hato "$hato_port" --idle); stop_last
+start_dovecot idle; dovecot_idle=$(measure dovecot "$dovecot_port" --idle); stop_last
+
+cat "$work/log" >&2
+ratio() { python3 -c "print(f'{$2 / $1:.1f}x')"; }
+echo
+echo "| figure ($from -> $to sessions, PSS slope) | hato | Dovecot $(dovecot --version | cut -d' ' -f1) | Dovecot / hato |"
+echo "|---|---|---|---|"
+echo "| bytes per logged-in idle session | $hato_auth | $dovecot_auth | $(ratio "$hato_auth" "$dovecot_auth") |"
+echo "| bytes per session in IDLE | $hato_idle | $dovecot_idle | $(ratio "$hato_idle" "$dovecot_idle") |"
