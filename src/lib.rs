@@ -9,6 +9,7 @@
 //! * [`auth`]: the Dovecot-format passwd-file and its password schemes.
 //! * [`config`]: the E-Post reg tree (`<spool>/reg/epost/ims/EPST5IMAP4S/`) and the live
 //!   settings snapshot.
+//! * [`store`]: Maildir storage: folders, UIDs, flags, the shared per-mailbox index.
 //! * [`metrics`]: the Prometheus exporter and the metric names.
 //! * [`cli`]: the `hato` command line.
 
@@ -18,3 +19,4 @@ pub mod config;
 pub mod imap;
 pub mod metrics;
 pub mod runtime;
+pub mod store;

@@ -13,10 +13,14 @@
 //! * [`commands`]: one handler per command, grouped by concern.
 
 pub mod commands;
+pub mod datetime;
+pub mod fetch;
 pub mod mailbox_name;
 pub mod parser;
 pub mod response;
 pub mod scanner;
+pub mod search;
+pub mod sequence;
 pub mod session;
 
 use std::time::Instant;

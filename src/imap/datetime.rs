@@ -1,0 +1,1 @@
+//! Placeholder: IMAP dates are being written.

@@ -1,0 +1,1 @@
+//! Placeholder: FETCH is being written.

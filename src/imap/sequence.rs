@@ -1,0 +1,1 @@
+//! Placeholder: sequence sets are being written.

@@ -1,0 +1,3 @@
+//! Placeholder: the Maildir store is being written.
+
+pub mod flags;
