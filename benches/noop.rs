@@ -7,16 +7,22 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::path::Path;
+use std::sync::Arc;
+
 use hato::config::Settings;
 use hato::imap::NoObserver;
 use hato::imap::session::{AuthVerdict, Context, Session};
+use hato::store::Store;
 
 fn in_memory(c: &mut Criterion) {
     let settings = Settings::default();
     let mut observer = NoObserver;
+    let store = Arc::new(Store::new(Path::new("/nonexistent/hato-test-spool")));
     let mut ctx = Context {
         settings: &settings,
         observer: &mut observer,
+        store: &store,
     };
     let mut out = Vec::with_capacity(4096);
     let mut session = Session::new();

@@ -4,9 +4,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use hato::config::Settings;
 use hato::imap::NoObserver;
 use hato::imap::session::{AuthVerdict, Context, Session, Step};
+use hato::store::Store;
 
 struct Counting;
 
@@ -44,9 +48,11 @@ fn allocations() -> u64 {
 fn noop_idle_and_done_allocate_nothing() {
     let settings = Settings::default();
     let mut observer = NoObserver;
+    let store = Arc::new(Store::new(Path::new("/nonexistent/hato-test-spool")));
     let mut ctx = Context {
         settings: &settings,
         observer: &mut observer,
+        store: &store,
     };
     let mut out = Vec::with_capacity(4096);
     let mut session = Session::new();

@@ -14,6 +14,7 @@ use super::SpoolArg;
 use crate::auth::{PasswdFile, Scheme, UserDirectory};
 use crate::config::{RegTree, SharedSettings};
 use crate::runtime::{self, ServeOptions};
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -64,10 +65,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         create_demo_user(&passwd)?;
     }
     let users = Arc::new(UserDirectory::new(passwd));
+    let store = Arc::new(Store::new(&spool));
     let shared = SharedSettings::new(settings);
     runtime::serve(ServeOptions {
         settings: shared,
         users,
+        store,
         on_ready: Box::new(|addr| {
             // One line on stdout that scripts (and the tests) can wait for.
             println!("hato: listening for IMAP on {addr}");

@@ -10,6 +10,7 @@
 //! * [`mailbox_name`]: modified UTF-7 mailbox names to and from UTF-8.
 //! * [`response`]: response encoding.
 //! * [`session`]: the RFC 3501 state machine.
+//! * [`selected`]: a session's view of its selected mailbox (sequence numbers, pending changes).
 //! * [`commands`]: one handler per command, grouped by concern.
 
 pub mod commands;
@@ -20,6 +21,7 @@ pub mod parser;
 pub mod response;
 pub mod scanner;
 pub mod search;
+pub mod selected;
 pub mod sequence;
 pub mod session;
 

@@ -41,6 +41,10 @@ pub enum ParseError {
     ExpectedList,
     #[error("Unbalanced parentheses")]
     Unbalanced,
+    #[error("Invalid mailbox name (modified UTF-7 expected)")]
+    BadMailboxName,
+    #[error("Invalid sequence set")]
+    BadSequence,
 }
 
 /// A parsed command head; the arguments are read lazily through `args`.
@@ -168,6 +172,8 @@ impl<'a> Args<'a> {
                 b']' if depth > 0 => depth -= 1,
                 b' ' | b'(' | b')' if depth == 0 => break,
                 b'\r' | b'\n' => break,
+                // A backslash may only start an atom (a flag such as `\Seen`).
+                b'\\' if depth == 0 && self.pos == start => {}
                 b'{' | b'"' | b'\\' if depth == 0 => break,
                 b if b < 0x20 || b == 0x7f => return Err(ParseError::BadAtom),
                 _ => {}

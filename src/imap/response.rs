@@ -71,8 +71,14 @@ pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityC
     if settings.idle_cmd {
         out.extend_from_slice(b" IDLE");
     }
-    if context == CapabilityContext::PreAuth {
-        out.extend_from_slice(b" AUTH=PLAIN AUTH=LOGIN");
+    match context {
+        CapabilityContext::PreAuth => out.extend_from_slice(b" AUTH=PLAIN AUTH=LOGIN"),
+        CapabilityContext::Authenticated => {
+            out.extend_from_slice(
+                b" NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH STATUS=SIZE BINARY APPENDLIMIT=",
+            );
+            out.extend_from_slice(settings.max_literal_size.to_string().as_bytes());
+        }
     }
 }
 

@@ -15,12 +15,18 @@ use super::parser::{self, ParseError};
 use super::response::{self, CapabilityContext, Status};
 use super::scanner::{Frame, Framer, Limits, Rejection};
 use super::{CommandName, Observer};
+use std::sync::Arc;
+
+use super::selected::Selected;
 use crate::config::Settings;
+use crate::store::Store;
 
 /// What the session needs from its surroundings while it handles input.
 pub struct Context<'a> {
     pub settings: &'a Settings,
     pub observer: &'a mut dyn Observer,
+    /// The mail store; handlers move a clone into the [`Work`] they hand out.
+    pub store: &'a Arc<Store>,
 }
 
 /// What the driver must do after handing input to the session.
@@ -31,8 +37,53 @@ pub enum Step {
     /// Verify these credentials (slow: off the worker thread), then call
     /// [`Session::finish_auth`] and hand the session empty input to resume pipelined commands.
     Verify(Credentials),
+    /// Run this storage work off the worker thread, then call [`Session::finish_work`] with its
+    /// result and hand the session empty input to resume pipelined commands.
+    Work(Work),
     /// Write out what was produced, then close the connection.
     Close,
+}
+
+/// Storage work of one command, to run on a blocking thread. It owns everything it needs (the
+/// mailbox handle, the messages concerned) and touches no session state.
+pub struct Work(Box<dyn FnOnce() -> Done + Send>);
+
+impl Work {
+    pub(crate) fn new(job: impl FnOnce() -> Done + Send + 'static) -> Work {
+        Work(Box::new(job))
+    }
+
+    /// Does the work (blocking: file system access).
+    pub fn run(self) -> Done {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Work")
+    }
+}
+
+/// Two pieces of work are the same only if they are the same allocation.
+impl PartialEq for Work {
+    fn eq(&self, other: &Work) -> bool {
+        std::ptr::addr_eq(&*self.0, &*other.0)
+    }
+}
+
+impl Eq for Work {}
+
+/// The result of a [`Work`]: applied on the session's own thread, it updates the session (the
+/// selected mailbox view) and writes the untagged and tagged answers for `tag`.
+pub struct Done(Box<dyn FnOnce(&mut Session, &[u8], &mut Vec<u8>) -> Status + Send>);
+
+impl Done {
+    pub(crate) fn new(
+        apply: impl FnOnce(&mut Session, &[u8], &mut Vec<u8>) -> Status + Send + 'static,
+    ) -> Done {
+        Done(Box::new(apply))
+    }
 }
 
 /// A user name and password to check.
@@ -111,6 +162,15 @@ pub(crate) enum Mode {
     Sasl(Box<Sasl>),
     /// A credential check is out; no input is processed until it returns.
     Verifying(Box<Verifying>),
+    /// Storage work is out; no input is processed until it returns.
+    Working(Box<Working>),
+}
+
+/// A command whose storage work is running.
+pub(crate) struct Working {
+    pub(crate) tag: Tag,
+    pub(crate) command: CommandName,
+    pub(crate) started: Instant,
 }
 
 // The rare modes are boxed so that every session's slot stays small.
@@ -146,6 +206,8 @@ pub(crate) enum Outcome {
     Waiting,
     /// Check these credentials; the answer is written by [`Session::finish_auth`].
     Verify(Credentials),
+    /// Run this storage work; the answer is written by [`Session::finish_work`].
+    Work(Work),
     /// The answer is written and the connection closes.
     Close(Status),
 }
@@ -154,6 +216,8 @@ pub(crate) enum Outcome {
 pub struct Session {
     pub(crate) state: State,
     pub(crate) mode: Mode,
+    /// The selected mailbox (selected state), boxed: most sessions have none or are idle.
+    pub(crate) selected: Option<Box<Selected>>,
     framer: Framer,
     /// The unfinished tail of the input; empty (and unallocated) while the session is idle.
     pending: Vec<u8>,
@@ -170,6 +234,7 @@ impl Session {
         Session {
             state: State::NotAuthenticated,
             mode: Mode::Command,
+            selected: None,
             framer: Framer::default(),
             pending: Vec::new(),
         }
@@ -268,6 +333,20 @@ impl Session {
         ctx.observer.command(command, status, started);
     }
 
+    /// Applies the result of the storage work this session handed out, answering its command.
+    pub fn finish_work(&mut self, done: Done, ctx: &mut Context<'_>, out: &mut Vec<u8>) {
+        let Mode::Working(working) = mem::replace(&mut self.mode, Mode::Command) else {
+            return;
+        };
+        let Working {
+            tag,
+            command,
+            started,
+        } = *working;
+        let status = (done.0)(self, tag.as_bytes(), out);
+        ctx.observer.command(command, status, started);
+    }
+
     /// Frames and handles as many commands as `buf` holds. Returns how many bytes were used.
     fn process(&mut self, buf: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> (usize, Step) {
         let limits = Limits {
@@ -276,7 +355,7 @@ impl Session {
         };
         let mut pos = 0;
         loop {
-            if matches!(self.mode, Mode::Verifying(_)) {
+            if matches!(self.mode, Mode::Verifying(_) | Mode::Working(_)) {
                 return (pos, Step::NeedInput);
             }
             match self.framer.next_frame(&buf[pos..], &limits) {
@@ -318,10 +397,10 @@ impl Session {
                     started,
                     out,
                 );
-                self.settle(CommandName::Authenticate, outcome, started, ctx)
+                self.settle(CommandName::Authenticate, None, outcome, started, ctx)
             }
-            verifying @ Mode::Verifying(_) => {
-                // Not reached: process() stops feeding lines while verifying.
+            verifying @ (Mode::Verifying(_) | Mode::Working(_)) => {
+                // Not reached: process() stops feeding lines while slow work is out.
                 self.mode = verifying;
                 Step::NeedInput
             }
@@ -353,13 +432,14 @@ impl Session {
                 Outcome::Done(Status::Bad)
             }
         };
-        self.settle(name, outcome, started, ctx)
+        self.settle(name, Some(tag), outcome, started, ctx)
     }
 
     /// Turns a handler's outcome into the driver's next step, counting finished commands.
     fn settle(
         &mut self,
         name: CommandName,
+        tag: Option<&[u8]>,
         outcome: Outcome,
         started: Instant,
         ctx: &mut Context<'_>,
@@ -371,6 +451,16 @@ impl Session {
             }
             Outcome::Waiting => Step::NeedInput,
             Outcome::Verify(credentials) => Step::Verify(credentials),
+            Outcome::Work(work) => {
+                // Handlers that hand out work run from `command`, which has the tag.
+                let tag = tag.map(Tag::new).unwrap_or_else(|| Tag::new(b"*"));
+                self.mode = Mode::Working(Box::new(Working {
+                    tag,
+                    command: name,
+                    started,
+                }));
+                Step::Work(work)
+            }
             Outcome::Close(status) => {
                 ctx.observer.command(name, status, started);
                 self.state = State::Logout;
@@ -449,11 +539,20 @@ mod tests {
     use super::*;
     use crate::imap::NoObserver;
 
+    /// A store on a directory that is never written: these tests select no mailbox.
+    fn store() -> Arc<Store> {
+        Arc::new(Store::new(std::path::Path::new(
+            "/nonexistent/hato-test-spool",
+        )))
+    }
+
     fn feed(session: &mut Session, settings: &Settings, input: &[u8]) -> (Vec<u8>, Step) {
         let mut observer = NoObserver;
+        let store = store();
         let mut ctx = Context {
             settings,
             observer: &mut observer,
+            store: &store,
         };
         let mut out = Vec::new();
         let step = session.on_input(input, &mut ctx, &mut out);
@@ -465,9 +564,11 @@ mod tests {
         let (_, step) = feed(&mut s, settings, b"a LOGIN joe pw\r\n");
         assert!(matches!(step, Step::Verify(_)));
         let mut observer = NoObserver;
+        let store = store();
         let mut ctx = Context {
             settings,
             observer: &mut observer,
+            store: &store,
         };
         s.finish_auth(
             AuthVerdict::Accepted("joe".into()),
@@ -500,9 +601,11 @@ mod tests {
         assert!(matches!(step, Step::Verify(_)));
         assert!(s.buffered() > 0, "the NOOP waits in pending");
         let mut observer = NoObserver;
+        let store = store();
         let mut ctx = Context {
             settings: &settings,
             observer: &mut observer,
+            store: &store,
         };
         let mut out = Vec::new();
         s.finish_auth(AuthVerdict::Rejected, &mut ctx, &mut out);
@@ -520,9 +623,11 @@ mod tests {
     fn drive(settings: &Settings, chunks: &[&[u8]]) -> Vec<u8> {
         let mut s = Session::new();
         let mut observer = NoObserver;
+        let store = store();
         let mut ctx = Context {
             settings,
             observer: &mut observer,
+            store: &store,
         };
         let mut out = Vec::new();
         for chunk in chunks {

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::socket_io;
 use super::worker::Worker;
-use crate::imap::session::{Credentials, Step};
+use crate::imap::session::{Credentials, Step, Work};
 
 /// Serves one connection (whose session is `key`) until the client leaves or the session ends.
 pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, key: usize) {
@@ -52,35 +52,52 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<()> {
         open = match step.unwrap_or(Step::Close) {
             Step::NeedInput => true,
             Step::Close => false,
-            Step::Verify(credentials) => Box::pin(log_in(worker, key, fd, credentials)).await?,
+            Step::Verify(credentials) => {
+                Box::pin(slow(worker, key, fd, Slow::Verify(credentials))).await?
+            }
+            Step::Work(work) => Box::pin(slow(worker, key, fd, Slow::Work(work))).await?,
         };
     }
     socket_io::send_all(fd, &worker.out).await
 }
 
-/// Sends what the session wrote before the login, has the credentials checked, lets the
-/// session answer, and resumes the commands the client pipelined behind the login (which may
-/// be another login). The answers are left in the output buffer for the caller to send.
-/// Returns whether the connection stays open.
-async fn log_in(
-    worker: &Worker,
-    key: usize,
-    fd: RawFd,
-    mut credentials: Credentials,
-) -> io::Result<bool> {
+/// Work a session asked for that must not run on the worker thread.
+enum Slow {
+    Verify(Credentials),
+    Work(Work),
+}
+
+/// Sends what the session wrote so far, has the slow part done off the thread (a password
+/// check, storage work), lets the session answer, and resumes the commands the client
+/// pipelined behind it (which may need slow work again). The answers are left in the output
+/// buffer for the caller to send. Returns whether the connection stays open.
+async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result<bool> {
+    let mut next = first;
     loop {
         socket_io::send_all(fd, &worker.out).await?;
-        let verdict = worker.verify(credentials).await;
-        let step = worker
-            .with_session(key, |session, ctx, out| {
-                session.finish_auth(verdict, ctx, out);
-                session.on_input(&[], ctx, out)
-            })
-            .unwrap_or(Step::Close);
-        match step {
+        let step = match next {
+            Slow::Verify(credentials) => {
+                let verdict = worker.verify(credentials).await;
+                worker.with_session(key, |session, ctx, out| {
+                    session.finish_auth(verdict, ctx, out);
+                    session.on_input(&[], ctx, out)
+                })
+            }
+            Slow::Work(work) => {
+                let Some(done) = worker.run_work(work).await else {
+                    return Ok(false);
+                };
+                worker.with_session(key, |session, ctx, out| {
+                    session.finish_work(done, ctx, out);
+                    session.on_input(&[], ctx, out)
+                })
+            }
+        };
+        next = match step.unwrap_or(Step::Close) {
             Step::NeedInput => return Ok(true),
             Step::Close => return Ok(false),
-            Step::Verify(next) => credentials = next,
-        }
+            Step::Verify(credentials) => Slow::Verify(credentials),
+            Step::Work(work) => Slow::Work(work),
+        };
     }
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::auth::UserDirectory;
 use crate::config::SharedSettings;
+use crate::store::Store;
 use worker::{Worker, WorkerSpec};
 
 #[derive(Debug, Error)]
@@ -46,6 +47,7 @@ pub enum RuntimeError {
 pub struct ServeOptions {
     pub settings: SharedSettings,
     pub users: Arc<UserDirectory>,
+    pub store: Arc<Store>,
     /// Called once the listeners are bound, with the IMAP address actually bound.
     pub on_ready: Box<dyn FnOnce(SocketAddr) + Send>,
 }
@@ -111,6 +113,7 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
             listener,
             settings: options.settings.clone(),
             users: options.users.clone(),
+            store: options.store.clone(),
             core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
             slab_capacity: slab_capacity(capacity, workers),
         };

@@ -15,8 +15,9 @@ use tracing::{debug, warn};
 use super::conn;
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::SharedSettings;
-use crate::imap::session::{AuthVerdict, Context, Credentials, Session};
+use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Work};
 use crate::metrics::WorkerMetrics;
+use crate::store::Store;
 
 /// Bytes read from a socket at once; also the largest slice scanned without copying.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -24,12 +25,16 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 /// Password checks that may run at once per worker (argon2 takes ~20 MiB and tens of ms each).
 const CONCURRENT_VERIFICATIONS: usize = 4;
 
+/// Storage jobs that may run at once per worker on the blocking pool.
+const CONCURRENT_WORK: usize = 32;
+
 /// Everything a worker thread needs, built before the thread starts.
 pub struct WorkerSpec {
     pub id: usize,
     pub listener: StdListener,
     pub settings: SharedSettings,
     pub users: Arc<UserDirectory>,
+    pub store: Arc<Store>,
     pub core: Option<core_affinity::CoreId>,
     /// Sessions this worker expects to hold at most (its share of the open-file limit).
     pub slab_capacity: usize,
@@ -46,6 +51,7 @@ pub(crate) struct Worker {
     pub(crate) id: usize,
     settings: SharedSettings,
     users: Arc<UserDirectory>,
+    store: Arc<Store>,
     sessions: RefCell<Slab<Slot>>,
     /// Where received bytes land; scanned in place.
     pub(crate) scratch: RefCell<Box<[u8]>>,
@@ -53,6 +59,7 @@ pub(crate) struct Worker {
     pub(crate) out: RefCell<Vec<u8>>,
     metrics: RefCell<WorkerMetrics>,
     verifications: Semaphore,
+    work_slots: Semaphore,
 }
 
 impl Worker {
@@ -69,6 +76,7 @@ impl Worker {
                 id: spec.id,
                 settings: spec.settings,
                 users: spec.users,
+                store: spec.store,
                 // Sized for the worker's share of the open-file limit up front: the memory is
                 // only reserved (pages are touched as sessions arrive), and the slab never
                 // pays for doubling copies or their slack.
@@ -77,6 +85,7 @@ impl Worker {
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
                 verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
+                work_slots: Semaphore::new(CONCURRENT_WORK),
             });
             loop {
                 match listener.accept().await {
@@ -125,11 +134,26 @@ impl Worker {
         let mut ctx = Context {
             settings: &settings,
             observer: &mut *metrics,
+            store: &self.store,
         };
         let mut sessions = self.sessions.borrow_mut();
         let session = &mut sessions.get_mut(key)?.session;
         let mut out = self.out.borrow_mut();
         Some(f(session, &mut ctx, &mut out))
+    }
+
+    /// Runs a session's storage work on the blocking pool (file-system calls would stall every
+    /// session of this worker if they ran on its thread).
+    pub(crate) async fn run_work(&self, work: Work) -> Option<Done> {
+        // The semaphore is never closed, so acquire only fails if it were; treat as busy.
+        let _slot = self.work_slots.acquire().await.ok();
+        match tokio::task::spawn_blocking(move || work.run()).await {
+            Ok(done) => Some(done),
+            Err(e) => {
+                warn!(worker = self.id, "storage work failed to run: {e}");
+                None
+            }
+        }
     }
 
     /// Checks credentials on the blocking pool, then delays a failure (without blocking the

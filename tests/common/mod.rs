@@ -248,24 +248,30 @@ impl Client {
         self.stream.write_all(bytes).expect("send");
     }
 
+    /// One response line, CRLF stripped; `None` at end of stream.
+    pub fn next_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut buf).expect("read line");
+        (n > 0).then(|| {
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        })
+    }
+
     /// One response line, CRLF stripped; empty at end of stream.
     pub fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        self.reader.read_until(b'\n', &mut buf).expect("read line");
-        String::from_utf8_lossy(&buf)
-            .trim_end_matches(['\r', '\n'])
-            .to_string()
+        self.next_line().unwrap_or_default()
     }
 
     /// Reads lines until the tagged answer for `tag`; returns (untagged lines, tagged line).
+    /// Lines of literals count as untagged lines.
     pub fn until_tagged(&mut self, tag: &str) -> (Vec<String>, String) {
         let mut untagged = Vec::new();
         loop {
-            let line = self.line();
-            assert!(
-                !line.is_empty(),
-                "connection closed before {tag} was answered"
-            );
+            let Some(line) = self.next_line() else {
+                panic!("connection closed before {tag} was answered; got {untagged:?}");
+            };
             if line.starts_with(&format!("{tag} ")) {
                 return (untagged, line);
             }

@@ -4,10 +4,17 @@
 //! * [`general`]: CAPABILITY, NOOP, LOGOUT, ID, ENABLE (any or authenticated state).
 //! * [`auth`]: LOGIN and AUTHENTICATE (PLAIN, LOGIN, with SASL-IR).
 //! * [`idle`]: IDLE and its `DONE`.
+//! * [`mailbox`]: SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS,
+//!   NAMESPACE.
+//! * [`selected`]: NOOP with a mailbox, CHECK, CLOSE, UNSELECT, EXPUNGE.
+//! * [`message`]: FETCH, STORE, SEARCH, COPY, MOVE, the UID forms, APPEND.
 
 pub mod auth;
 pub mod general;
 pub mod idle;
+pub mod mailbox;
+pub mod message;
+pub mod selected;
 
 use std::time::Instant;
 
@@ -15,12 +22,14 @@ use super::CommandName;
 use super::parser::{Command, ParseError};
 use super::response::{self, Status};
 use super::session::{Context, Outcome, Session, State};
+use crate::store::UserMail;
 
 /// Which states a command is valid in.
 enum Needs {
     Any,
     NotAuthenticated,
     Authenticated,
+    Selected,
 }
 
 /// Routes `command` to its handler. A parse error becomes a tagged `BAD` in the caller.
@@ -42,6 +51,16 @@ pub(crate) fn dispatch(
             response::tagged(out, tag, Status::Bad, "Unknown command");
             return Ok(Outcome::Done(Status::Bad));
         }
+        C::Check
+        | C::Close
+        | C::Unselect
+        | C::Expunge
+        | C::Search
+        | C::Fetch
+        | C::Store
+        | C::Copy
+        | C::Move
+        | C::Uid => Needs::Selected,
         _ => Needs::Authenticated,
     };
     match (needs, &session.state) {
@@ -49,21 +68,54 @@ pub(crate) fn dispatch(
             response::tagged(out, tag, Status::Bad, "Already logged in");
             return Ok(Outcome::Done(Status::Bad));
         }
-        (Needs::Authenticated, State::NotAuthenticated) => {
+        (Needs::Authenticated | Needs::Selected, State::NotAuthenticated) => {
             response::tagged(out, tag, Status::Bad, "Log in first");
             return Ok(Outcome::Done(Status::Bad));
+        }
+        (Needs::Selected, _) if session.selected.is_none() => {
+            return Ok(selected::no_mailbox(tag, out));
         }
         _ => {}
     }
     match name {
         C::Capability => general::capability(session, &args, tag, ctx, out),
-        C::Noop => general::noop(&args, tag, out),
         C::Logout => general::logout(&args, tag, out),
         C::Id => general::id(&mut args, tag, out),
         C::Enable => general::enable(&mut args, tag, out),
         C::Login => auth::login(session, &mut args, tag, started),
         C::Authenticate => auth::authenticate(session, &mut args, tag, started, out),
         C::Idle => idle::start(session, &args, tag, ctx, out),
+        C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, out),
+        C::Noop => general::noop(&args, tag, out),
+        C::Select => mailbox::select(session, &mut args, ctx, false),
+        C::Examine => mailbox::select(session, &mut args, ctx, true),
+        C::Create => mailbox::simple(session, &mut args, ctx, "CREATE", UserMail::create),
+        C::Delete => mailbox::simple(session, &mut args, ctx, "DELETE", UserMail::delete),
+        C::Subscribe => mailbox::simple(session, &mut args, ctx, "SUBSCRIBE", UserMail::subscribe),
+        C::Unsubscribe => mailbox::simple(
+            session,
+            &mut args,
+            ctx,
+            "UNSUBSCRIBE",
+            UserMail::unsubscribe,
+        ),
+        C::Rename => mailbox::rename(session, &mut args, ctx),
+        C::List => mailbox::list(session, &mut args, tag, ctx, out, false),
+        C::Lsub => mailbox::list(session, &mut args, tag, ctx, out, true),
+        C::Status => mailbox::status(session, &mut args, ctx),
+        C::Namespace => mailbox::namespace(&args, tag, out),
+        C::Check => selected::check(session, &args, tag, out),
+        C::Close => selected::close(session, &args, tag, out),
+        C::Unselect => selected::unselect(session, &args, tag, out),
+        C::Expunge => {
+            args.finish()?;
+            selected::expunge(session, None, tag, out)
+        }
+        C::Uid => message::uid(session, &mut args, tag, ctx, out),
+        C::Fetch | C::Store | C::Search | C::Copy | C::Move => {
+            message::plain(session, name, &mut args, tag, ctx, out)
+        }
+        C::Append => message::append(session, &mut args, ctx),
         _ => {
             // Known IMAP commands that this build does not serve yet: a clear refusal, never a
             // pretend success.

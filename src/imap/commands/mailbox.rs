@@ -1,0 +1,381 @@
+//! Commands on mailboxes as a whole: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+//! UNSUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE.
+//!
+//! Each parses its arguments on the worker thread and hands the file-system part to a [`Work`]
+//! that runs on a blocking thread; the [`Done`] it returns writes the answer.
+
+use std::sync::Arc;
+
+use super::super::mailbox_name;
+use super::super::parser::{Args, ParseError, Token};
+use super::super::response::{self, Status};
+use super::super::selected::Selected;
+use super::super::session::{Context, Done, Outcome, Session, Work};
+use crate::store::flags::SYSTEM_FLAGS;
+use crate::store::{MailboxInfo, Store, StoreError, UserMail};
+
+/// The hierarchy separator on the wire (Maildir++ folders are `.Parent.Child`).
+pub const SEPARATOR: char = '.';
+
+/// Reads a mailbox name argument and decodes it from modified UTF-7.
+pub(crate) fn mailbox_arg(args: &mut Args<'_>) -> Result<String, ParseError> {
+    let raw = args.astring()?;
+    mailbox_name::decode(&raw)
+        .map(|name| name.into_owned())
+        .map_err(|_| ParseError::BadMailboxName)
+}
+
+/// Writes a mailbox name for the wire (modified UTF-7, as an IMAP string).
+pub(crate) fn write_mailbox_name(name: &str, out: &mut Vec<u8>) {
+    response::string(out, mailbox_name::encode(name).as_bytes());
+}
+
+/// Answers a failed storage operation with the RFC 5530 code that fits.
+pub(crate) fn store_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -> Status {
+    let text = match error {
+        StoreError::NoSuchMailbox(_) => format!("[NONEXISTENT] {error}"),
+        StoreError::AlreadyExists(_) => format!("[ALREADYEXISTS] {error}"),
+        StoreError::InvalidName(_) => format!("[CANNOT] {error}"),
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+            tracing::warn!("storage failure: {error}");
+            "[SERVERBUG] Internal error, see the server log".to_string()
+        }
+        _ => format!("[CANNOT] {error}"),
+    };
+    response::tagged(out, tag, Status::No, &text);
+    Status::No
+}
+
+/// Builds the work that runs `job` on the user's mail, off the worker thread.
+fn with_mail<T: Send + 'static>(
+    session: &Session,
+    ctx: &Context<'_>,
+    job: impl FnOnce(&UserMail) -> Result<T, StoreError> + Send + 'static,
+    answer: impl FnOnce(&mut Session, T, &[u8], &mut Vec<u8>) -> Status + Send + 'static,
+) -> Outcome {
+    let store: Arc<Store> = ctx.store.clone();
+    let user = session.user().unwrap_or_default().to_string();
+    Outcome::Work(Work::new(move || {
+        let result = store.user(&user).and_then(|mail| job(&mail));
+        Done::new(move |session, tag, out| match result {
+            Ok(value) => answer(session, value, tag, out),
+            Err(error) => store_failure(&error, tag, out),
+        })
+    }))
+}
+
+pub(crate) fn select(
+    session: &mut Session,
+    args: &mut Args<'_>,
+    ctx: &Context<'_>,
+    read_only: bool,
+) -> Result<Outcome, ParseError> {
+    let name = mailbox_arg(args)?;
+    args.finish()?;
+    // RFC 3501: SELECT and EXAMINE leave the current mailbox even when they fail.
+    session.selected = None;
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| {
+            let mailbox = mail.open(&name)?;
+            let sync = mailbox.sync()?;
+            Ok((mailbox, sync))
+        },
+        move |session, (mailbox, sync), tag, out| {
+            let index = sync.index;
+            let keywords = mailbox.keywords();
+            let view = Selected::new(mailbox, read_only, index.clone(), sync.recent);
+            out.extend_from_slice(b"* FLAGS (");
+            write_flag_names(&keywords, out);
+            out.extend_from_slice(b")\r\n* OK [PERMANENTFLAGS (");
+            if !read_only {
+                write_flag_names(&keywords, out);
+                out.extend_from_slice(b" \\*");
+            }
+            out.extend_from_slice(b")] Flags permitted\r\n");
+            out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
+            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            if let Some(first) = index
+                .messages
+                .iter()
+                .position(|m| !m.flags.has(crate::store::flags::SEEN))
+            {
+                out.extend_from_slice(
+                    format!("* OK [UNSEEN {}] First unseen\r\n", first + 1).as_bytes(),
+                );
+            }
+            out.extend_from_slice(
+                format!(
+                    "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
+                    index.uid_validity, index.uid_next
+                )
+                .as_bytes(),
+            );
+            let (code, verb) = if read_only {
+                ("[READ-ONLY]", "EXAMINE")
+            } else {
+                ("[READ-WRITE]", "SELECT")
+            };
+            response::tagged(out, tag, Status::Ok, &format!("{code} {verb} completed"));
+            session.selected = Some(Box::new(view));
+            Status::Ok
+        },
+    ))
+}
+
+/// `\Answered \Flagged \Deleted \Seen \Draft` and the mailbox's keywords.
+fn write_flag_names(keywords: &[String], out: &mut Vec<u8>) {
+    let mut first = true;
+    for (_, name, _) in SYSTEM_FLAGS {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+        out.extend_from_slice(name.as_bytes());
+    }
+    for keyword in keywords {
+        out.push(b' ');
+        out.extend_from_slice(keyword.as_bytes());
+    }
+}
+
+/// CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE: one name, a plain OK.
+pub(crate) fn simple(
+    session: &Session,
+    args: &mut Args<'_>,
+    ctx: &Context<'_>,
+    verb: &'static str,
+    op: fn(&UserMail, &str) -> Result<(), StoreError>,
+) -> Result<Outcome, ParseError> {
+    let name = mailbox_arg(args)?;
+    args.finish()?;
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| op(mail, &name),
+        move |_, (), tag, out| {
+            response::tagged(out, tag, Status::Ok, &format!("{verb} completed"));
+            Status::Ok
+        },
+    ))
+}
+
+pub(crate) fn rename(
+    session: &Session,
+    args: &mut Args<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome, ParseError> {
+    let from = mailbox_arg(args)?;
+    let to = mailbox_arg(args)?;
+    args.finish()?;
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| mail.rename(&from, &to),
+        |_, (), tag, out| {
+            response::tagged(out, tag, Status::Ok, "RENAME completed");
+            Status::Ok
+        },
+    ))
+}
+
+pub(crate) fn namespace(
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    out.extend_from_slice(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n");
+    response::tagged(out, tag, Status::Ok, "NAMESPACE completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+/// LIST and LSUB (RFC 3501 §6.3.8-9, with the CHILDREN and SPECIAL-USE attributes; LSUB
+/// carries the special-use attributes too, which Outlook 2013 relies on).
+pub(crate) fn list(
+    session: &Session,
+    args: &mut Args<'_>,
+    tag: &[u8],
+    ctx: &Context<'_>,
+    out: &mut Vec<u8>,
+    lsub: bool,
+) -> Result<Outcome, ParseError> {
+    let reference = mailbox_arg(args)?;
+    let pattern = mailbox_arg(args)?;
+    args.finish()?;
+    let verb = if lsub { "LSUB" } else { "LIST" };
+    if pattern.is_empty() && !lsub {
+        // The hierarchy delimiter and root of the reference.
+        out.extend_from_slice(b"* LIST (\\Noselect) \".\" \"\"\r\n");
+        response::tagged(out, tag, Status::Ok, "LIST completed");
+        return Ok(Outcome::Done(Status::Ok));
+    }
+    let full = if reference.is_empty() || reference.ends_with(SEPARATOR) {
+        format!("{reference}{pattern}")
+    } else {
+        format!("{reference}{SEPARATOR}{pattern}")
+    };
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| mail.list(),
+        move |_, infos: Vec<MailboxInfo>, tag, out| {
+            for info in &infos {
+                let listed = if lsub { info.subscribed } else { info.exists };
+                if !listed || !pattern_matches(&full, &info.name) {
+                    continue;
+                }
+                out.extend_from_slice(b"* ");
+                out.extend_from_slice(verb.as_bytes());
+                out.extend_from_slice(b" (");
+                let mut attributes: Vec<&str> = Vec::new();
+                if !info.exists {
+                    attributes.push("\\Noselect");
+                } else if info.has_children {
+                    attributes.push("\\HasChildren");
+                } else {
+                    attributes.push("\\HasNoChildren");
+                }
+                if let Some(special) = info.special_use {
+                    attributes.push(special.attribute());
+                }
+                out.extend_from_slice(attributes.join(" ").as_bytes());
+                out.extend_from_slice(b") \".\" ");
+                write_mailbox_name(&info.name, out);
+                out.extend_from_slice(b"\r\n");
+            }
+            response::tagged(out, tag, Status::Ok, &format!("{verb} completed"));
+            Status::Ok
+        },
+    ))
+}
+
+/// LIST wildcard matching: `*` matches anything, `%` anything but the separator. INBOX is
+/// matched case-insensitively.
+pub(crate) fn pattern_matches(pattern: &str, name: &str) -> bool {
+    let pattern = canonical_inbox(pattern);
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    glob(&p, &n)
+}
+
+fn canonical_inbox(name: &str) -> std::borrow::Cow<'_, str> {
+    let head = name.get(..5);
+    let rest = name.get(5..).unwrap_or("");
+    match head {
+        Some(h)
+            if h.eq_ignore_ascii_case("INBOX")
+                && h != "INBOX"
+                && (rest.is_empty() || rest.starts_with(SEPARATOR)) =>
+        {
+            std::borrow::Cow::Owned(format!("INBOX{rest}"))
+        }
+        _ => std::borrow::Cow::Borrowed(name),
+    }
+}
+
+fn glob(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|i| glob(&p[1..], &n[i..])),
+        Some('%') => {
+            let limit = n.iter().position(|&c| c == SEPARATOR).unwrap_or(n.len());
+            (0..=limit).any(|i| glob(&p[1..], &n[i..]))
+        }
+        Some(&c) => n.first() == Some(&c) && glob(&p[1..], &n[1..]),
+    }
+}
+
+/// The STATUS items a client may ask for.
+#[derive(Clone, Copy)]
+enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Size,
+}
+
+pub(crate) fn status(
+    session: &Session,
+    args: &mut Args<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome, ParseError> {
+    let name = mailbox_arg(args)?;
+    let mut items = Vec::new();
+    if args.token()? != Some(Token::ListOpen) {
+        return Err(ParseError::ExpectedList);
+    }
+    loop {
+        match args.token()? {
+            Some(Token::ListClose) => break,
+            Some(Token::Atom(atom)) => items.push(match atom.to_ascii_uppercase().as_slice() {
+                b"MESSAGES" => StatusItem::Messages,
+                b"RECENT" => StatusItem::Recent,
+                b"UIDNEXT" => StatusItem::UidNext,
+                b"UIDVALIDITY" => StatusItem::UidValidity,
+                b"UNSEEN" => StatusItem::Unseen,
+                b"SIZE" => StatusItem::Size,
+                _ => return Err(ParseError::BadAtom),
+            }),
+            _ => return Err(ParseError::Unbalanced),
+        }
+    }
+    args.finish()?;
+    if items.is_empty() {
+        return Err(ParseError::MissingArgument);
+    }
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| {
+            let mailbox = mail.open(&name)?;
+            let sync = mailbox.sync()?;
+            Ok((name, sync))
+        },
+        move |_, (name, sync), tag, out| {
+            let index = &sync.index;
+            out.extend_from_slice(b"* STATUS ");
+            write_mailbox_name(&name, out);
+            out.extend_from_slice(b" (");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                let text = match item {
+                    StatusItem::Messages => format!("MESSAGES {}", index.messages.len()),
+                    StatusItem::Recent => format!("RECENT {}", sync.recent.len()),
+                    StatusItem::UidNext => format!("UIDNEXT {}", index.uid_next),
+                    StatusItem::UidValidity => format!("UIDVALIDITY {}", index.uid_validity),
+                    StatusItem::Unseen => format!("UNSEEN {}", index.unseen()),
+                    StatusItem::Size => format!("SIZE {}", index.total_size()),
+                };
+                out.extend_from_slice(text.as_bytes());
+            }
+            out.extend_from_slice(b")\r\n");
+            response::tagged(out, tag, Status::Ok, "STATUS completed");
+            Status::Ok
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_patterns() {
+        assert!(pattern_matches("*", "INBOX"));
+        assert!(pattern_matches("*", "Work.Projects"));
+        assert!(pattern_matches("%", "Work"));
+        assert!(!pattern_matches("%", "Work.Projects"));
+        assert!(pattern_matches("Work.%", "Work.Projects"));
+        assert!(pattern_matches("inbox", "INBOX"));
+        assert!(pattern_matches("Inbox.%", "INBOX.Sub"));
+        assert!(!pattern_matches("Inboxes", "INBOX"));
+        assert!(pattern_matches("S*t", "Sent"));
+        assert!(!pattern_matches("Sent", "Sent.Old"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Commands of the selected state that concern the mailbox as a whole: NOOP (with a mailbox),
+//! CHECK, CLOSE, UNSELECT, EXPUNGE.
+
+use super::super::parser::{Args, ParseError};
+use super::super::response::{self, Status};
+use super::super::session::{Done, Outcome, Session, Work};
+use super::mailbox::store_failure;
+
+/// The answer to a selected-state command without a selected mailbox.
+pub(crate) fn no_mailbox(tag: &[u8], out: &mut Vec<u8>) -> Outcome {
+    response::tagged(out, tag, Status::Bad, "No mailbox selected");
+    Outcome::Done(Status::Bad)
+}
+
+/// NOOP with a mailbox selected: reports what changed in the shared index since the client
+/// was last told. Comparing the snapshot pointer first makes an unchanged NOOP free of work.
+pub(crate) fn noop(
+    session: &mut Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    if let Some(selected) = session.selected.as_deref_mut() {
+        let latest = selected.mailbox.snapshot();
+        selected.catch_up(latest, true, &[], out);
+    }
+    response::tagged(out, tag, Status::Ok, "NOOP completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+/// CHECK: re-reads the folder (changes by other programs), then reports like NOOP.
+pub(crate) fn check(
+    session: &mut Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    let Some(selected) = session.selected.as_deref() else {
+        return Ok(no_mailbox(tag, out));
+    };
+    let mailbox = selected.mailbox.clone();
+    Ok(Outcome::Work(Work::new(move || {
+        let result = mailbox.sync();
+        Done::new(move |session, tag, out| match result {
+            Ok(sync) => {
+                if let Some(selected) = session.selected.as_deref_mut() {
+                    selected.catch_up(sync.index, true, &[], out);
+                }
+                response::tagged(out, tag, Status::Ok, "CHECK completed");
+                Status::Ok
+            }
+            Err(e) => store_failure(&e, tag, out),
+        })
+    })))
+}
+
+/// CLOSE: silently removes `\Deleted` messages (unless read-only), then leaves the mailbox.
+pub(crate) fn close(
+    session: &mut Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    let Some(selected) = session.selected.take() else {
+        return Ok(no_mailbox(tag, out));
+    };
+    if selected.read_only {
+        response::tagged(out, tag, Status::Ok, "CLOSE completed");
+        return Ok(Outcome::Done(Status::Ok));
+    }
+    let mailbox = selected.mailbox.clone();
+    Ok(Outcome::Work(Work::new(move || {
+        let result = mailbox.expunge(None);
+        Done::new(move |_, tag, out| match result {
+            Ok(_) => {
+                response::tagged(out, tag, Status::Ok, "CLOSE completed");
+                Status::Ok
+            }
+            Err(e) => store_failure(&e, tag, out),
+        })
+    })))
+}
+
+/// UNSELECT (RFC 3691): leaves the mailbox without expunging.
+pub(crate) fn unselect(
+    session: &mut Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    session.selected = None;
+    response::tagged(out, tag, Status::Ok, "UNSELECT completed");
+    Ok(Outcome::Done(Status::Ok))
+}
+
+/// EXPUNGE and UID EXPUNGE (RFC 4315): removes `\Deleted` messages (only those in the UID set
+/// for UID EXPUNGE) and reports each removal.
+pub(crate) fn expunge(
+    session: &mut Session,
+    only: Option<Vec<u32>>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    let Some(selected) = session.selected.as_deref() else {
+        return Ok(no_mailbox(tag, out));
+    };
+    if selected.read_only {
+        response::tagged(out, tag, Status::No, "[READ-ONLY] Mailbox is read-only");
+        return Ok(Outcome::Done(Status::No));
+    }
+    let mailbox = selected.mailbox.clone();
+    Ok(Outcome::Work(Work::new(move || {
+        let result = mailbox.expunge(only.as_deref()).map(|_| mailbox.snapshot());
+        Done::new(move |session, tag, out| match result {
+            Ok(index) => {
+                if let Some(selected) = session.selected.as_deref_mut() {
+                    selected.catch_up(index, true, &[], out);
+                }
+                response::tagged(out, tag, Status::Ok, "EXPUNGE completed");
+                Status::Ok
+            }
+            Err(e) => store_failure(&e, tag, out),
+        })
+    })))
+}

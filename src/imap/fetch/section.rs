@@ -1,0 +1,473 @@
+//! Section contents for `BODY[...]`, `RFC822.*` and `BINARY[...]`, as Dovecot serves them.
+//!
+//! Section bytes are always sent with CRLF line ends (a bare LF gets its CR) and NUL bytes as
+//! 0x80, since IMAP literals may not contain NUL. `HEADER.FIELDS` keeps the matching header
+//! fields (with their continuation lines) in message order, then the empty line; when the
+//! header has no empty line, one is added for the top-level `HEADER.FIELDS` only (Dovecot's
+//! `HEADER_FILTER_ADD_MISSING_EOH`). `MIME` of a part that is the whole (non-multipart)
+//! message is the message header, and `HEADER`/`TEXT`/`HEADER.FIELDS` of a part are only
+//! valid for message/rfc822 parts.
+//!
+//! BINARY follows Dovecot's `index-mail-binary.c`: a leaf part's body decoded from base64 or
+//! quoted-printable (other encodings verbatim), and for multiparts, embedded messages and the
+//! whole message, the raw structure with every converted part's body decoded and its
+//! Content-Transfer-Encoding header replaced by `binary`.
+
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr_iter};
+
+use super::header::{self, Field};
+use super::mime::{self, Part};
+use super::rfc822::Parser;
+use super::{FetchError, Section, SectionText};
+
+/// Adds the missing CR of bare LFs (like Dovecot's `istream-crlf`) and turns NUL into 0x80.
+pub(super) fn normalize(bytes: Cow<'_, [u8]>, nuls: bool) -> Cow<'_, [u8]> {
+    let needs_cr = memchr_iter(b'\n', &bytes).any(|i| i == 0 || bytes[i - 1] != b'\r');
+    let has_nul = nuls && memchr(0, &bytes).is_some();
+    if !needs_cr && !has_nul {
+        return bytes;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 2);
+    let mut prev = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || prev != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(if b == 0 && nuls { 0x80 } else { b });
+        prev = b;
+    }
+    Cow::Owned(out)
+}
+
+/// Keeps (or, with `not`, drops) the fields named in `names`, then the end of header.
+fn filter_header(header: &[u8], names: &[String], not: bool, add_missing_eoh: bool) -> Vec<u8> {
+    let block = header::parse_block(header, 0, |_| false);
+    let mut out = Vec::with_capacity(header.len().min(4096));
+    for f in &block.fields {
+        let matched = names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(f.name));
+        if matched != not {
+            out.extend_from_slice(&header[f.start..f.end]);
+        }
+    }
+    match block.eoh {
+        Some((s, e)) => out.extend_from_slice(&header[s..e]),
+        None if add_missing_eoh => {
+            if out.last().is_some_and(|&c| c != b'\n') {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        None => {}
+    }
+    out
+}
+
+/// The raw bytes of a section, before line end and NUL normalization.
+fn raw_section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
+    if section.part.is_empty() {
+        // Only the top-level header is needed: no part tree.
+        let header_end = header::parse_block(raw, 0, |_| false).end;
+        let (header, body) = raw.split_at(header_end.min(raw.len()));
+        return match &section.text {
+            None => Some(Cow::Borrowed(raw)),
+            Some(SectionText::Header) => Some(Cow::Borrowed(header)),
+            Some(SectionText::Text) => Some(Cow::Borrowed(body)),
+            Some(SectionText::HeaderFields { not, fields }) => {
+                Some(Cow::Owned(filter_header(header, fields, *not, !*not)))
+            }
+            Some(SectionText::Mime) => None,
+        };
+    }
+    let root = mime::parse(raw);
+    let part = mime::find(&root, &section.part)?;
+    match &section.text {
+        None => Some(Cow::Borrowed(part.body(raw))),
+        Some(SectionText::Mime) => Some(Cow::Borrowed(part.header(raw))),
+        Some(text) => {
+            if !part.rfc822 {
+                return None;
+            }
+            let message = part.children.first()?;
+            Some(match text {
+                SectionText::Header => Cow::Borrowed(message.header(raw)),
+                SectionText::Text => Cow::Borrowed(message.body(raw)),
+                SectionText::HeaderFields { not, fields } => {
+                    Cow::Owned(filter_header(message.header(raw), fields, *not, false))
+                }
+                SectionText::Mime => return None,
+            })
+        }
+    }
+}
+
+/// See [`super::section_bytes`].
+pub(super) fn section_bytes<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
+    raw_section(raw, section).map(|b| normalize(b, true))
+}
+
+/// Content-Transfer-Encodings, as Dovecot's `message_decoder_parse_cte` sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cte {
+    SevenEightBit,
+    Binary,
+    QuotedPrintable,
+    Base64,
+    Unknown,
+}
+
+fn parse_cte(value: &[u8]) -> Cte {
+    let mut p = Parser::new(value);
+    p.skip_lwsp();
+    let mut token = Vec::new();
+    if p.parse_mime_token(&mut token) == 1 {
+        p.skip_lwsp();
+        if p.cur() != b';' {
+            return Cte::Unknown;
+        }
+    }
+    let t = token.as_slice();
+    if t.eq_ignore_ascii_case(b"7bit") || t.eq_ignore_ascii_case(b"8bit") {
+        Cte::SevenEightBit
+    } else if t.eq_ignore_ascii_case(b"base64") {
+        Cte::Base64
+    } else if t.eq_ignore_ascii_case(b"binary") {
+        Cte::Binary
+    } else if t.eq_ignore_ascii_case(b"quoted-printable") {
+        Cte::QuotedPrintable
+    } else {
+        Cte::Unknown
+    }
+}
+
+struct Binary<'a> {
+    raw: &'a [u8],
+    out: Vec<u8>,
+    copy_start: usize,
+}
+
+impl Binary<'_> {
+    fn copy_to(&mut self, end: usize) {
+        if end > self.copy_start {
+            let chunk = &self.raw[self.copy_start..end];
+            self.out
+                .extend_from_slice(&normalize(Cow::Borrowed(chunk), false));
+        }
+    }
+
+    fn add_part(&mut self, part: &Part, include_header: bool) -> Result<(), FetchError> {
+        let fields: Vec<Field<'_>> = part.fields(self.raw);
+        let cte = fields
+            .iter()
+            .rev()
+            .find(|f| f.name.eq_ignore_ascii_case(b"Content-Transfer-Encoding"))
+            .map_or(Cte::SevenEightBit, |f| parse_cte(&f.value));
+        if cte == Cte::Unknown {
+            return Err(FetchError::UnknownCte);
+        }
+        let converted = matches!(cte, Cte::QuotedPrintable | Cte::Base64);
+        if include_header {
+            if converted {
+                if self.copy_start != 0 {
+                    self.copy_to(part.start);
+                }
+                let header = part.header(self.raw);
+                let mut filtered = Vec::with_capacity(header.len() + 40);
+                let block = header::parse_block(header, 0, |_| false);
+                for f in block
+                    .fields
+                    .iter()
+                    .filter(|f| !f.name.eq_ignore_ascii_case(b"Content-Transfer-Encoding"))
+                {
+                    filtered.extend_from_slice(&header[f.start..f.end]);
+                }
+                if let Some((s, e)) = block.eoh {
+                    filtered.extend_from_slice(b"Content-Transfer-Encoding: binary\r\n");
+                    filtered.extend_from_slice(&header[s..e]);
+                }
+                self.out
+                    .extend_from_slice(&normalize(Cow::Owned(filtered), false));
+            } else {
+                self.copy_to(part.body_start);
+            }
+        }
+        self.copy_start = part.body_start;
+        if !part.children.is_empty() {
+            for child in &part.children {
+                self.add_part(child, true)?;
+            }
+            self.copy_to(part.end);
+            self.copy_start = part.end;
+            return Ok(());
+        }
+        let body = part.body(self.raw);
+        if !body.is_empty() {
+            match cte {
+                Cte::QuotedPrintable => qp_decode(body, &mut self.out),
+                Cte::Base64 => base64_decode(body, &mut self.out),
+                _ => self
+                    .out
+                    .extend_from_slice(&normalize(Cow::Borrowed(body), false)),
+            }
+        }
+        self.copy_start = part.end;
+        Ok(())
+    }
+}
+
+/// See [`super::binary_bytes`].
+pub(super) fn binary_bytes<'a>(
+    raw: &'a [u8],
+    part: &[u32],
+) -> Result<Option<Cow<'a, [u8]>>, FetchError> {
+    let root = mime::parse(raw);
+    let (target, include_header) = if part.is_empty() {
+        (&root, true)
+    } else {
+        match mime::find(&root, part) {
+            Some(p) => (p, false),
+            None => return Ok(None),
+        }
+    };
+    // The common case, a leaf part that needs no decoding, is served without copying.
+    if !include_header && target.children.is_empty() {
+        let cte = target
+            .fields(raw)
+            .iter()
+            .rev()
+            .find(|f| f.name.eq_ignore_ascii_case(b"Content-Transfer-Encoding"))
+            .map_or(Cte::SevenEightBit, |f| parse_cte(&f.value));
+        match cte {
+            Cte::Unknown => return Err(FetchError::UnknownCte),
+            Cte::SevenEightBit | Cte::Binary => {
+                return Ok(Some(normalize(Cow::Borrowed(target.body(raw)), false)));
+            }
+            _ => {}
+        }
+    }
+    let mut b = Binary {
+        raw,
+        out: Vec::with_capacity(target.end.saturating_sub(target.start)),
+        copy_start: 0,
+    };
+    b.add_part(target, include_header)?;
+    Ok(Some(Cow::Owned(b.out)))
+}
+
+/// Quoted-printable decoding with Dovecot's `qp-decoder.c` rules: soft line breaks removed,
+/// trailing whitespace dropped, line ends written as CRLF, invalid escapes kept literally.
+fn qp_decode(src: &[u8], out: &mut Vec<u8>) {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        Text,
+        Whitespace,
+        Equals,
+        EqualsWhitespace,
+        Hex2(u8),
+        Cr,
+        SoftCr,
+    }
+    const MAX_WHITESPACE: usize = 76;
+    let hex = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    };
+    let mut state = State::Text;
+    let mut ws: Vec<u8> = Vec::new();
+    let invalid = |state: State, ws: &mut Vec<u8>, out: &mut Vec<u8>| match state {
+        State::Equals => out.push(b'='),
+        State::Hex2(h) => {
+            out.push(b'=');
+            out.push(h);
+        }
+        State::EqualsWhitespace => {
+            out.push(b'=');
+            out.append(ws);
+        }
+        State::Cr => {
+            out.append(ws);
+            out.push(b'\r');
+        }
+        State::SoftCr => {
+            out.push(b'=');
+            out.append(ws);
+            out.push(b'\r');
+        }
+        State::Text | State::Whitespace => {}
+    };
+    let mut i = 0;
+    while i < src.len() {
+        let c = src[i];
+        match state {
+            State::Text => match c {
+                b'=' => state = State::Equals,
+                b'\r' => state = State::Cr,
+                b'\n' => out.extend_from_slice(b"\r\n"),
+                b' ' | b'\t' => {
+                    ws.push(c);
+                    state = State::Whitespace;
+                }
+                _ => out.push(c),
+            },
+            State::Whitespace => match c {
+                b' ' | b'\t' => {
+                    if ws.len() <= MAX_WHITESPACE {
+                        ws.push(c);
+                    }
+                }
+                b'\r' => state = State::Cr,
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    ws.clear();
+                    state = State::Text;
+                }
+                _ => {
+                    out.append(&mut ws);
+                    state = State::Text;
+                    continue;
+                }
+            },
+            State::Equals => {
+                if hex(c).is_some() {
+                    state = State::Hex2(c);
+                } else if c == b' ' || c == b'\t' {
+                    ws.push(c);
+                    state = State::EqualsWhitespace;
+                } else if c == b'\r' {
+                    state = State::SoftCr;
+                } else if c == b'\n' {
+                    state = State::Text;
+                } else {
+                    invalid(state, &mut ws, out);
+                    state = State::Text;
+                    continue;
+                }
+            }
+            State::Hex2(h) => match (hex(h), hex(c)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    state = State::Text;
+                }
+                _ => {
+                    invalid(state, &mut ws, out);
+                    state = State::Text;
+                    continue;
+                }
+            },
+            State::EqualsWhitespace => {
+                if c == b' ' || c == b'\t' {
+                    if ws.len() <= MAX_WHITESPACE {
+                        ws.push(c);
+                    }
+                } else if c == b'\r' {
+                    state = State::SoftCr;
+                } else if c == b'\n' {
+                    ws.clear();
+                    state = State::Text;
+                } else {
+                    invalid(state, &mut ws, out);
+                    state = State::Text;
+                    continue;
+                }
+            }
+            State::Cr | State::SoftCr => {
+                if c == b'\n' {
+                    ws.clear();
+                    if state == State::Cr {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    state = State::Text;
+                } else {
+                    invalid(state, &mut ws, out);
+                    state = State::Text;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    if !matches!(state, State::Text | State::Whitespace) {
+        invalid(state, &mut ws, out);
+    }
+}
+
+/// Lenient base64 decoding: characters outside the alphabet are skipped, `=` ends the data.
+fn base64_decode(src: &[u8], out: &mut Vec<u8>) {
+    let value = |c: u8| -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    };
+    let mut acc = 0u32;
+    let mut n = 0;
+    for &c in src {
+        if c == b'=' {
+            break;
+        }
+        let Some(v) = value(c) else { continue };
+        acc = acc << 6 | v;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            acc = 0;
+            n = 0;
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qp() {
+        let mut out = Vec::new();
+        qp_decode(b"caf=C3=A9 =\r\nnext  \r\nline=\nend=4", &mut out);
+        assert_eq!(out, b"caf\xc3\xa9 next\r\nlineend=4");
+    }
+
+    #[test]
+    fn base64() {
+        let mut out = Vec::new();
+        base64_decode(b"aGVs\r\nbG8=\r\n", &mut out);
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn cte_tokens() {
+        assert_eq!(parse_cte(b" Base64 "), Cte::Base64);
+        assert_eq!(parse_cte(b"7bit; x=y"), Cte::SevenEightBit);
+        assert_eq!(parse_cte(b"base64 binary"), Cte::Unknown);
+        assert_eq!(parse_cte(b"x-uuencode"), Cte::Unknown);
+        assert_eq!(parse_cte(b""), Cte::Unknown);
+    }
+
+    #[test]
+    fn normalization() {
+        assert_eq!(
+            normalize(Cow::Borrowed(b"\na\r\nb\n\0"), true).as_ref(),
+            b"\r\na\r\nb\r\n\x80"
+        );
+        assert!(matches!(
+            normalize(Cow::Borrowed(b"a\r\n"), true),
+            Cow::Borrowed(_)
+        ));
+    }
+}

@@ -1,0 +1,835 @@
+//! FETCH oracle: hato's ENVELOPE, BODY, BODYSTRUCTURE, `BODY[...]` and BINARY output against
+//! a live Dovecot 2.3 serving the same message files.
+//!
+//! The test writes the corpus of `tests/corpus/` into a private Maildir, starts Dovecot on
+//! 127.0.0.1 with a private configuration (installing Debian's `dovecot-imapd` when it is
+//! missing and we are root; skipping with a message otherwise), logs in over a plain TCP IMAP
+//! client and asks every message for its ENVELOPE, BODYSTRUCTURE, BODY, RFC822.SIZE, a set of
+//! sections (fixed ones plus every part that Dovecot's BODYSTRUCTURE shows, each with MIME,
+//! HEADER, TEXT and HEADER.FIELDS variants, and partial ranges) and BINARY of every part. Each
+//! answer is compared with what `hato::imap::fetch` produces from the same file bytes.
+//!
+//! Structured values (ENVELOPE, BODY, BODYSTRUCTURE) are compared as parsed IMAP values: a
+//! quoted string and a literal with the same content are equal (Dovecot prefers literals in
+//! some places where hato quotes). How many were byte-identical as well is printed.
+
+mod corpus;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hato::imap::fetch::{
+    FetchAttr, FetchError, Section, SectionText, apply_partial, binary_bytes, section_bytes,
+    write_bodystructure, write_envelope, write_item_name,
+};
+
+/// Differences that are accepted on purpose: (message, item name, reason).
+const ALLOWED: &[(&str, &str, &str)] = &[];
+
+// ---------------------------------------------------------------------------------------------
+// Dovecot process
+
+/// Stops the Dovecot master (and with it its children) when dropped.
+struct DovecotGuard {
+    child: Child,
+}
+
+impl Drop for DovecotGuard {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn dovecot_binary() -> Option<PathBuf> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v dovecot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    found.or_else(|| {
+        let p = PathBuf::from("/usr/sbin/dovecot");
+        p.exists().then_some(p)
+    })
+}
+
+/// Finds Dovecot, installing it when missing and possible. `None` means skip.
+fn ensure_dovecot() -> Option<PathBuf> {
+    if let Some(p) = dovecot_binary() {
+        return Some(p);
+    }
+    if !is_root() {
+        println!("SKIPPED: dovecot is not installed and we are not root to install it");
+        return None;
+    }
+    let _ = Command::new("apt-get").arg("update").status();
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "dovecot-imapd"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    match dovecot_binary() {
+        Some(p) if ok => Some(p),
+        _ => {
+            println!("SKIPPED: dovecot-imapd could not be installed");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn write_config(dir: &Path, port: u16) -> PathBuf {
+    let d = dir.display();
+    fs::write(dir.join("passwd"), "hato:{PLAIN}oracle\n").expect("passwd");
+    let conf = format!(
+        "base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/home
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"
+    );
+    let path = dir.join("dovecot.conf");
+    fs::write(&path, conf).expect("dovecot.conf");
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// IMAP values
+
+/// A parsed IMAP value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum V {
+    Nil,
+    Atom(Vec<u8>),
+    Str(Vec<u8>),
+    List(Vec<V>),
+}
+
+fn skip_spaces(s: &[u8], i: &mut usize) {
+    while s.get(*i) == Some(&b' ') {
+        *i += 1;
+    }
+}
+
+fn parse_value(s: &[u8], i: &mut usize) -> Result<V, String> {
+    skip_spaces(s, i);
+    match s.get(*i).copied() {
+        None => Err("unexpected end".into()),
+        Some(b'(') => {
+            *i += 1;
+            let mut items = Vec::new();
+            loop {
+                skip_spaces(s, i);
+                match s.get(*i) {
+                    Some(b')') => {
+                        *i += 1;
+                        return Ok(V::List(items));
+                    }
+                    None => return Err("unterminated list".into()),
+                    _ => items.push(parse_value(s, i)?),
+                }
+            }
+        }
+        Some(b'"') => {
+            *i += 1;
+            let mut out = Vec::new();
+            loop {
+                match s.get(*i).copied() {
+                    None => return Err("unterminated quoted".into()),
+                    Some(b'"') => {
+                        *i += 1;
+                        return Ok(V::Str(out));
+                    }
+                    Some(b'\\') => {
+                        out.push(*s.get(*i + 1).ok_or("bad escape")?);
+                        *i += 2;
+                    }
+                    Some(c) => {
+                        out.push(c);
+                        *i += 1;
+                    }
+                }
+            }
+        }
+        Some(b'{') | Some(b'~') => {
+            if s[*i] == b'~' {
+                *i += 1;
+            }
+            let close = s[*i..]
+                .iter()
+                .position(|&c| c == b'}')
+                .ok_or("bad literal")?
+                + *i;
+            let n: usize = std::str::from_utf8(&s[*i + 1..close])
+                .map_err(|e| e.to_string())?
+                .parse()
+                .map_err(|e: std::num::ParseIntError| e.to_string())?;
+            let start = close + 3;
+            let end = start + n;
+            let bytes = s.get(start..end).ok_or("short literal")?.to_vec();
+            *i = end;
+            Ok(V::Str(bytes))
+        }
+        Some(_) => {
+            let start = *i;
+            let mut depth = 0usize;
+            while let Some(&c) = s.get(*i) {
+                match c {
+                    b'[' => depth += 1,
+                    b']' => depth = depth.saturating_sub(1),
+                    b' ' | b')' | b'\r' | b'\n' if depth == 0 => break,
+                    _ => {}
+                }
+                *i += 1;
+            }
+            let atom = s[start..*i].to_vec();
+            if atom.eq_ignore_ascii_case(b"NIL") {
+                Ok(V::Nil)
+            } else {
+                Ok(V::Atom(atom))
+            }
+        }
+    }
+}
+
+fn parse_whole(s: &[u8]) -> Result<V, String> {
+    let mut i = 0;
+    let v = parse_value(s, &mut i)?;
+    if i != s.len() {
+        return Err(format!("trailing bytes after value: {:?}", lossy(&s[i..])));
+    }
+    Ok(v)
+}
+
+fn lossy(b: &[u8]) -> String {
+    if b.len() > 600 {
+        format!("{}…({} bytes)", String::from_utf8_lossy(&b[..600]), b.len())
+    } else {
+        String::from_utf8_lossy(b).into_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IMAP client
+
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    tag: u32,
+}
+
+enum Reply {
+    Ok(Vec<Vec<u8>>),
+    No(String),
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("dovecot did not start listening on {port}: {e}"),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = Client {
+            stream,
+            buf: Vec::new(),
+            tag: 0,
+        };
+        let greeting = c.response();
+        assert!(
+            greeting.starts_with(b"* OK"),
+            "greeting: {}",
+            lossy(&greeting)
+        );
+        c
+    }
+
+    /// Reads one response: a line plus any literals it announces.
+    fn response(&mut self) -> Vec<u8> {
+        let mut start = 0;
+        loop {
+            if let Some(lf) = self.buf[start..].iter().position(|&c| c == b'\n') {
+                let line_end = start + lf + 1;
+                let line = &self.buf[start..line_end];
+                let literal = line
+                    .strip_suffix(b"}\r\n")
+                    .and_then(|l| l.iter().rposition(|&c| c == b'{').map(|o| &l[o + 1..]))
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .and_then(|d| d.trim_end_matches('+').parse::<usize>().ok());
+                match literal {
+                    Some(n) => {
+                        while self.buf.len() < line_end + n {
+                            self.fill();
+                        }
+                        start = line_end + n;
+                    }
+                    None => {
+                        let out: Vec<u8> = self.buf.drain(..line_end).collect();
+                        return out;
+                    }
+                }
+            } else {
+                self.fill();
+            }
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read from dovecot");
+        assert!(n > 0, "dovecot closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    fn command(&mut self, cmd: &str) -> Reply {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.stream
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .expect("write to dovecot");
+        let mut untagged = Vec::new();
+        loop {
+            let r = self.response();
+            if r.starts_with(tag.as_bytes()) && r.get(tag.len()) == Some(&b' ') {
+                let status = &r[tag.len() + 1..];
+                if status.starts_with(b"OK") {
+                    return Reply::Ok(untagged);
+                }
+                return Reply::No(lossy(status).trim_end().to_owned());
+            }
+            untagged.push(r);
+        }
+    }
+
+    fn ok(&mut self, cmd: &str) -> Vec<Vec<u8>> {
+        match self.command(cmd) {
+            Reply::Ok(u) => u,
+            Reply::No(s) => panic!("{cmd}: {s}"),
+        }
+    }
+
+    /// `UID FETCH uid (item)`: the (name, value, raw value bytes) pairs of the FETCH response.
+    fn fetch(&mut self, uid: u32, item: &str) -> Result<Vec<(Vec<u8>, V, Vec<u8>)>, String> {
+        let untagged = match self.command(&format!("UID FETCH {uid} ({item})")) {
+            Reply::Ok(u) => u,
+            Reply::No(s) => return Err(s),
+        };
+        let resp = untagged
+            .iter()
+            .find(|r| r.windows(7).any(|w| w == b" FETCH "))
+            .ok_or_else(|| format!("no FETCH response for {item}"))?;
+        let open = resp.iter().position(|&c| c == b'(').ok_or("no list")?;
+        let body = resp[open + 1..]
+            .strip_suffix(b")\r\n")
+            .ok_or("unterminated FETCH")?;
+        let mut i = 0;
+        let mut pairs = Vec::new();
+        while i < body.len() {
+            let V::Atom(name) = parse_value(body, &mut i)? else {
+                return Err("item name is not an atom".into());
+            };
+            skip_spaces(body, &mut i);
+            let start = i;
+            let value = parse_value(body, &mut i)?;
+            pairs.push((name, value, body[start..i].to_vec()));
+            skip_spaces(body, &mut i);
+        }
+        Ok(pairs)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparisons
+
+#[derive(Default)]
+struct Tally {
+    compared: usize,
+    byte_identical: usize,
+    allowed: usize,
+    per_kind: BTreeMap<&'static str, usize>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn check(
+        &mut self,
+        msg: &str,
+        kind: &'static str,
+        item: &str,
+        ok: bool,
+        exact: bool,
+        detail: impl FnOnce() -> String,
+    ) {
+        self.compared += 1;
+        *self.per_kind.entry(kind).or_default() += 1;
+        if ok {
+            if exact {
+                self.byte_identical += 1;
+            }
+            return;
+        }
+        if let Some((_, _, reason)) = ALLOWED.iter().find(|(m, i, _)| *m == msg && *i == item) {
+            self.allowed += 1;
+            println!("allowed difference {msg} {item}: {reason}");
+            return;
+        }
+        self.failures.push(format!("[{msg}] {item}\n{}", detail()));
+    }
+}
+
+fn section_string(part: &[u32], text: &str) -> String {
+    let mut s = part
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    if !text.is_empty() {
+        if !s.is_empty() {
+            s.push('.');
+        }
+        s.push_str(text);
+    }
+    s
+}
+
+/// Walks Dovecot's BODYSTRUCTURE: every part path, and whether it is message/rfc822.
+fn part_paths(bs: &V) -> Vec<(Vec<u32>, bool)> {
+    fn is_multipart(v: &V) -> bool {
+        matches!(v, V::List(items) if matches!(items.first(), Some(V::List(_))))
+    }
+    fn is_message(v: &V) -> bool {
+        match v {
+            V::List(items) => {
+                matches!((items.first(), items.get(1)), (Some(V::Str(t)), Some(V::Str(s)))
+                    if t.eq_ignore_ascii_case(b"message") && s.eq_ignore_ascii_case(b"rfc822"))
+            }
+            _ => false,
+        }
+    }
+    fn walk(v: &V, path: &mut Vec<u32>, out: &mut Vec<(Vec<u32>, bool)>) {
+        if is_multipart(v) {
+            let V::List(items) = v else { return };
+            for (i, child) in items
+                .iter()
+                .take_while(|c| matches!(c, V::List(_)))
+                .enumerate()
+            {
+                path.push(i as u32 + 1);
+                out.push((path.clone(), is_message(child)));
+                descend(child, path, out);
+                path.pop();
+            }
+        }
+    }
+    fn descend(v: &V, path: &mut Vec<u32>, out: &mut Vec<(Vec<u32>, bool)>) {
+        if is_multipart(v) {
+            walk(v, path, out);
+        } else if is_message(v) {
+            let V::List(items) = v else { return };
+            if let Some(inner) = items.get(8) {
+                if is_multipart(inner) {
+                    walk(inner, path, out);
+                } else {
+                    path.push(1);
+                    out.push((path.clone(), is_message(inner)));
+                    descend(inner, path, out);
+                    path.pop();
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    if is_multipart(bs) {
+        walk(bs, &mut path, &mut out);
+    } else {
+        out.push((vec![1], is_message(bs)));
+        path.push(1);
+        descend(bs, &mut path, &mut out);
+    }
+    out
+}
+
+fn parse_section_attr(spec: &str) -> FetchAttr {
+    // Build the attribute through hato's own parser, as the session would.
+    let line = format!("x FETCH 1 (BODY.PEEK[{spec})\r\n");
+    let cmd = hato::imap::parser::parse_command(line.as_bytes()).expect("command");
+    let mut args = cmd.args;
+    args.atom().expect("sequence set");
+    let attrs = hato::imap::fetch::parse_attrs(&mut args).expect("section parses");
+    attrs.into_iter().next().expect("one attribute")
+}
+
+fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tally) {
+    // ENVELOPE, BODY, BODYSTRUCTURE.
+    let mut bodystructure = V::Nil;
+    for (item, kind) in [
+        ("ENVELOPE", "ENVELOPE"),
+        ("BODYSTRUCTURE", "BODYSTRUCTURE"),
+        ("BODY", "BODY"),
+    ] {
+        let pairs = c
+            .fetch(uid, item)
+            .unwrap_or_else(|e| panic!("[{name}] {item}: {e}"));
+        let (_, dv, draw) = pairs
+            .into_iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(item.as_bytes()))
+            .unwrap_or_else(|| panic!("[{name}] no {item} in the response"));
+        let mut mine = Vec::new();
+        match item {
+            "ENVELOPE" => write_envelope(raw, &mut mine),
+            "BODYSTRUCTURE" => write_bodystructure(raw, true, &mut mine),
+            _ => write_bodystructure(raw, false, &mut mine),
+        }
+        let hv = parse_whole(&mine)
+            .unwrap_or_else(|e| panic!("[{name}] hato {item} unparsable: {e}: {}", lossy(&mine)));
+        if item == "BODYSTRUCTURE" {
+            bodystructure = dv.clone();
+        }
+        t.check(name, kind, item, hv == dv, mine == draw, || {
+            format!("  dovecot: {}\n  hato:    {}", lossy(&draw), lossy(&mine))
+        });
+    }
+
+    // RFC822.SIZE: the size of what BODY[] sends.
+    let pairs = c.fetch(uid, "RFC822.SIZE").expect("RFC822.SIZE");
+    let size = pairs
+        .iter()
+        .find_map(|(n, v, _)| (n == b"RFC822.SIZE").then(|| v.clone()))
+        .expect("RFC822.SIZE value");
+    let mine = section_bytes(raw, &Section::default()).map_or(0, |b| b.len());
+    t.check(
+        name,
+        "RFC822.SIZE",
+        "RFC822.SIZE",
+        size == V::Atom(mine.to_string().into_bytes()),
+        true,
+        || format!("  dovecot: {size:?}\n  hato:    {mine}"),
+    );
+
+    // Sections.
+    let mut specs: Vec<String> = [
+        "",
+        "HEADER",
+        "TEXT",
+        "1",
+        "1.MIME",
+        "2",
+        "1.1",
+        "9",
+        "9.MIME",
+        "1.HEADER",
+        "HEADER.FIELDS (From Subject)",
+        "HEADER.FIELDS (to CC date message-id)",
+        "HEADER.FIELDS (X-Nonexistent)",
+        "HEADER.FIELDS.NOT (Received)",
+        "HEADER.FIELDS.NOT (From Subject To)",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (path, message) in part_paths(&bodystructure) {
+        specs.push(section_string(&path, ""));
+        specs.push(section_string(&path, "MIME"));
+        specs.push(section_string(&path, "HEADER"));
+        if message {
+            specs.push(section_string(&path, "TEXT"));
+            specs.push(section_string(&path, "HEADER.FIELDS (Subject From)"));
+            specs.push(section_string(&path, "HEADER.FIELDS.NOT (Subject)"));
+        }
+    }
+    let mut with_partials = Vec::new();
+    for s in &specs {
+        with_partials.push(format!("{s}]"));
+    }
+    for s in ["", "TEXT", "1", "HEADER"] {
+        for p in ["<0.10>", "<5.20>", "<3.100000>", "<100000.10>"] {
+            with_partials.push(format!("{s}]{p}"));
+        }
+    }
+    with_partials.sort();
+    with_partials.dedup();
+    for spec in &with_partials {
+        let attr = parse_section_attr(spec);
+        let FetchAttr::BodySection {
+            section, partial, ..
+        } = &attr
+        else {
+            panic!("not a body section: {spec}");
+        };
+        let mut item_name = Vec::new();
+        write_item_name(&attr, &mut item_name);
+        let request = format!("BODY.PEEK[{spec}");
+        let pairs = c
+            .fetch(uid, &request)
+            .unwrap_or_else(|e| panic!("[{name}] {request}: {e}"));
+        let Some((dname, dv, _)) = pairs.into_iter().find(|(n, _, _)| n.starts_with(b"BODY["))
+        else {
+            panic!("[{name}] no BODY[ in the answer to {request}");
+        };
+        let label = String::from_utf8_lossy(&dname).into_owned();
+        t.check(name, "item name", &label, dname == item_name, true, || {
+            format!("  dovecot: {label}\n  hato:    {}", lossy(&item_name))
+        });
+        let bytes = section_bytes(raw, section);
+        let mine = apply_partial(bytes.as_deref().unwrap_or(b""), *partial);
+        let V::Str(theirs) = &dv else {
+            panic!("[{name}] {label}: not a string: {dv:?}");
+        };
+        let kind = match &section.text {
+            Some(SectionText::HeaderFields { .. }) => "BODY[..HEADER.FIELDS..]",
+            _ if partial.is_some() => "BODY[..]<partial>",
+            _ => "BODY[..]",
+        };
+        t.check(name, kind, &label, theirs.as_slice() == mine, true, || {
+            format!(
+                "  dovecot ({} bytes): {:?}\n  hato    ({} bytes, part found: {}): {:?}",
+                theirs.len(),
+                lossy(theirs),
+                mine.len(),
+                bytes.is_some(),
+                lossy(mine)
+            )
+        });
+    }
+
+    // BINARY of the whole message and of every part, and BINARY.SIZE.
+    let mut parts: Vec<Vec<u32>> = vec![vec![]];
+    parts.extend(part_paths(&bodystructure).into_iter().map(|(p, _)| p));
+    for part in &parts {
+        let spec = section_string(part, "");
+        for (request, kind) in [
+            (format!("BINARY.PEEK[{spec}]"), "BINARY[..]"),
+            (format!("BINARY.SIZE[{spec}]"), "BINARY.SIZE[..]"),
+        ] {
+            let mine = binary_bytes(raw, part);
+            let label = request.replace(".PEEK", "");
+            match c.fetch(uid, &request) {
+                Err(no) => {
+                    t.check(
+                        name,
+                        kind,
+                        &label,
+                        mine == Err(FetchError::UnknownCte) && no.contains("UNKNOWN-CTE"),
+                        true,
+                        || {
+                            format!(
+                                "  dovecot: {no}\n  hato:    {:?}",
+                                mine.as_ref().map(|b| b.as_ref().map(|b| lossy(b)))
+                            )
+                        },
+                    );
+                }
+                Ok(pairs) => {
+                    let Some((_, dv, _)) =
+                        pairs.into_iter().find(|(n, _, _)| n.starts_with(b"BINARY"))
+                    else {
+                        panic!("[{name}] no BINARY in the answer to {request}");
+                    };
+                    let mine_bytes = match &mine {
+                        Ok(b) => b.as_deref().unwrap_or(b"").to_vec(),
+                        Err(e) => format!("error {e}").into_bytes(),
+                    };
+                    let ok = match (&dv, kind) {
+                        (V::Str(b), "BINARY[..]") => mine.is_ok() && *b == mine_bytes,
+                        (V::Atom(n), _) => {
+                            mine.is_ok() && *n == mine_bytes.len().to_string().into_bytes()
+                        }
+                        _ => false,
+                    };
+                    t.check(name, kind, &label, ok, true, || {
+                        format!(
+                            "  dovecot: {}\n  hato:    {}",
+                            lossy(&match &dv {
+                                V::Str(b) | V::Atom(b) => b.clone(),
+                                other => format!("{other:?}").into_bytes(),
+                            }),
+                            lossy(&mine_bytes)
+                        )
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fetch_matches_dovecot() {
+    let Some(dovecot) = ensure_dovecot() else {
+        return;
+    };
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("hato-fetch-oracle")
+        .tempdir()
+        .expect("tempdir");
+    let dir = tmp.path();
+    let maildir = dir.join("home/Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(maildir.join(sub)).expect("maildir");
+    }
+    let corpus = corpus::messages();
+    assert!(corpus.len() >= 15, "the corpus needs at least 15 messages");
+    for (i, (_, raw)) in corpus.iter().enumerate() {
+        let file = format!("{}.M{i}P1.hato-oracle:2,S", 1_700_000_000 + i);
+        fs::write(maildir.join("cur").join(file), raw).expect("write message");
+    }
+    let status = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dir.join("home"))
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown failed");
+    let status = Command::new("chmod")
+        .args(["755"])
+        .arg(dir)
+        .status()
+        .expect("chmod");
+    assert!(status.success(), "chmod failed");
+
+    let port = free_port();
+    let conf = write_config(dir, port);
+    let child = Command::new(&dovecot)
+        .arg("-F")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dovecot");
+    let _guard = DovecotGuard { child };
+
+    let mut c = Client::connect(port);
+    c.ok("LOGIN hato oracle");
+    c.ok("SELECT INBOX");
+
+    // Map UIDs to corpus entries by content (Dovecot sends BODY[] with CRLF line ends).
+    let mut by_content: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for (i, (_, raw)) in corpus.iter().enumerate() {
+        let key = section_bytes(raw, &Section::default())
+            .expect("whole message")
+            .into_owned();
+        assert!(
+            by_content.insert(key, i).is_none(),
+            "corpus messages must differ"
+        );
+    }
+    let untagged = c.ok("UID SEARCH ALL");
+    let uids: Vec<u32> = untagged
+        .iter()
+        .find(|l| l.starts_with(b"* SEARCH"))
+        .map(|l| {
+            String::from_utf8_lossy(&l[8..])
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        uids.len(),
+        corpus.len(),
+        "dovecot sees every corpus message"
+    );
+
+    let mut tally = Tally::default();
+    for uid in uids {
+        let pairs = c.fetch(uid, "BODY.PEEK[]").expect("BODY.PEEK[]");
+        let Some((_, V::Str(whole), _)) = pairs.into_iter().find(|(n, _, _)| n == b"BODY[]") else {
+            panic!("no BODY[] for uid {uid}");
+        };
+        let &i = by_content.get(&whole).unwrap_or_else(|| {
+            panic!(
+                "uid {uid}: BODY[] matches no corpus message: {}",
+                lossy(&whole)
+            )
+        });
+        let (name, raw) = &corpus[i];
+        compare_message(&mut c, uid, name, raw, &mut tally);
+    }
+    let _ = c.command("LOGOUT");
+
+    println!(
+        "fetch oracle: {} messages, {} comparisons ({} byte-identical, {} allowed differences, {} failures) in {:?}",
+        corpus.len(),
+        tally.compared,
+        tally.byte_identical,
+        tally.allowed,
+        tally.failures.len(),
+        started.elapsed()
+    );
+    for (kind, n) in &tally.per_kind {
+        println!("  {kind}: {n}");
+    }
+    if !tally.failures.is_empty() {
+        let log = fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!(
+            "{} of {} comparisons differ from Dovecot:\n{}\n(dovecot log tail:\n{})",
+            tally.failures.len(),
+            tally.compared,
+            tally.failures.join("\n"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+}

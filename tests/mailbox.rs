@@ -1,0 +1,179 @@
+//! End-to-end tests of the Maildir store and the IMAP4rev1 mailbox and message commands.
+
+mod common;
+
+use common::Spool;
+
+#[test]
+fn imapclient_drives_every_mailbox_command() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let out = server.python("mailbox_commands.py", &["carol", "carol-pw"]);
+    assert!(out.contains("all mailbox commands checked"), "{out}");
+}
+
+#[test]
+fn uids_flags_and_uidvalidity_survive_a_restart() {
+    let spool = Spool::new();
+    let (validity, listing) = {
+        let server = spool.start();
+        let mut c = server.connect();
+        assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+        for i in 0..3 {
+            c.send(
+                format!("a{i} APPEND INBOX (\\Flagged) {{19+}}\r\nSubject: m{i}\r\n\r\nbody\r\n")
+                    .as_bytes(),
+            );
+            let answer = c.until_tagged(&format!("a{i}")).1;
+            assert!(answer.contains("[APPENDUID "), "{answer}");
+        }
+        c.send(b"s SELECT INBOX\r\n");
+        let (untagged, tagged) = c.until_tagged("s");
+        assert!(tagged.starts_with("s OK [READ-WRITE]"), "{tagged}");
+        let validity = untagged
+            .iter()
+            .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+            .and_then(|r| r.split(']').next())
+            .expect("UIDVALIDITY")
+            .to_string();
+        assert!(
+            c.run("d", "UID STORE 2 +FLAGS (\\Deleted \\Seen)")
+                .starts_with("d OK")
+        );
+        assert!(c.run("e", "EXPUNGE").starts_with("e OK"));
+        c.send(b"f UID FETCH 1:* (FLAGS)\r\n");
+        let (listing, _) = c.until_tagged("f");
+        (validity, listing)
+    };
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    let server = spool.start();
+    let mut c = server.connect();
+    assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    c.send(b"s SELECT INBOX\r\n");
+    let (untagged, _) = c.until_tagged("s");
+    assert!(
+        untagged.contains(&format!("* OK [UIDVALIDITY {validity}] UIDs valid")),
+        "{untagged:?}"
+    );
+    assert!(
+        untagged.contains(&"* OK [UIDNEXT 4] Predicted next UID".to_string()),
+        "{untagged:?}"
+    );
+    c.send(b"f UID FETCH 1:* (FLAGS)\r\n");
+    let (again, _) = c.until_tagged("f");
+    assert_eq!(again, listing, "UIDs and flags changed across the restart");
+    // The expunged UID is never reused.
+    c.send(b"a APPEND INBOX {19+}\r\nSubject: m9\r\n\r\nbody\r\n");
+    let answer = c.until_tagged("a").1;
+    assert!(
+        answer.contains(&format!("[APPENDUID {validity} 4]")),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_message_dropped_into_new_is_seen_at_check() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let mut c = server.connect();
+    assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    c.send(b"s SELECT INBOX\r\n");
+    let (untagged, _) = c.until_tagged("s");
+    assert!(untagged.contains(&"* 0 EXISTS".to_string()), "{untagged:?}");
+    let new = spool.path().join("mail/carol/new/1700000000.M1P1.test");
+    std::fs::write(&new, "Subject: dropped\r\n\r\nhi\r\n").expect("drop a message");
+    c.send(b"c CHECK\r\n");
+    let (untagged, tagged) = c.until_tagged("c");
+    assert_eq!(tagged, "c OK CHECK completed");
+    assert!(untagged.contains(&"* 1 EXISTS".to_string()), "{untagged:?}");
+    c.send(b"f FETCH 1 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+    let (untagged, _) = c.until_tagged("f");
+    assert!(
+        untagged[0].starts_with("* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {"),
+        "{untagged:?}"
+    );
+}
+
+#[test]
+fn two_sessions_see_each_others_changes_at_noop() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let mut a = server.connect();
+    let mut b = server.connect();
+    for c in [&mut a, &mut b] {
+        assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    }
+    a.send(b"x APPEND INBOX {19+}\r\nSubject: m1\r\n\r\nbody\r\n");
+    assert!(a.until_tagged("x").1.starts_with("x OK"));
+    for c in [&mut a, &mut b] {
+        assert!(c.run("s", "SELECT INBOX").starts_with("s OK"));
+    }
+    assert!(
+        a.run("t", "STORE 1 +FLAGS.SILENT (\\Flagged)")
+            .starts_with("t OK")
+    );
+    b.send(b"n NOOP\r\n");
+    let (untagged, _) = b.until_tagged("n");
+    assert_eq!(untagged, vec!["* 1 FETCH (FLAGS (\\Flagged))".to_string()]);
+    a.send(b"y APPEND INBOX {19+}\r\nSubject: m2\r\n\r\nbody\r\n");
+    assert!(a.until_tagged("y").1.starts_with("y OK"));
+    b.send(b"n2 NOOP\r\n");
+    let (untagged, _) = b.until_tagged("n2");
+    assert!(untagged.contains(&"* 2 EXISTS".to_string()), "{untagged:?}");
+    assert!(
+        a.run("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+            .starts_with("d OK")
+    );
+    assert!(a.run("e", "EXPUNGE").starts_with("e OK"));
+    // b is told of the expunge at NOOP, but not during FETCH.
+    b.send(b"f FETCH 1:2 (UID)\r\n");
+    let (untagged, _) = b.until_tagged("f");
+    assert!(
+        !untagged.iter().any(|l| l.ends_with("EXPUNGE")),
+        "{untagged:?}"
+    );
+    b.send(b"n3 NOOP\r\n");
+    let (untagged, _) = b.until_tagged("n3");
+    assert!(
+        untagged.contains(&"* 1 EXPUNGE".to_string()),
+        "{untagged:?}"
+    );
+}
+
+#[test]
+fn copy_and_move_answer_copyuid() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let mut c = server.connect();
+    assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    for i in 0..3 {
+        c.send(format!("a{i} APPEND INBOX {{19+}}\r\nSubject: m{i}\r\n\r\nbody\r\n").as_bytes());
+        c.until_tagged(&format!("a{i}"));
+    }
+    assert!(c.run("s", "SELECT INBOX").starts_with("s OK"));
+    let validity = {
+        c.send(b"st STATUS Archive (UIDVALIDITY)\r\n");
+        let (untagged, _) = c.until_tagged("st");
+        untagged[0]
+            .trim_end_matches(')')
+            .rsplit(' ')
+            .next()
+            .expect("validity")
+            .to_string()
+    };
+    assert_eq!(
+        c.run("c", "COPY 1:2 Archive"),
+        format!("c OK [COPYUID {validity} 1:2 1:2] COPY completed")
+    );
+    c.send(b"m UID MOVE 3 Archive\r\n");
+    let (untagged, tagged) = c.until_tagged("m");
+    assert_eq!(tagged, "m OK MOVE completed");
+    assert_eq!(
+        untagged,
+        vec![
+            format!("* OK [COPYUID {validity} 3 3] Moved"),
+            "* 3 EXPUNGE".to_string()
+        ]
+    );
+    assert!(c.run("t", "COPY 1 Nowhere").starts_with("t NO [TRYCREATE]"));
+}
