@@ -177,3 +177,49 @@ fn copy_and_move_answer_copyuid() {
     );
     assert!(c.run("t", "COPY 1 Nowhere").starts_with("t NO [TRYCREATE]"));
 }
+
+#[test]
+fn large_messages_are_fetched_intact() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let mut c = server.connect();
+    assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    // 3 MiB: mapped from the page cache and streamed to the socket by the server.
+    let mut message = b"Subject: big\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+    let mut i = 0u32;
+    while message.len() < 3 << 20 {
+        message.extend_from_slice(format!("line {i:08} of a large message body\r\n").as_bytes());
+        i += 1;
+    }
+    c.send(format!("a APPEND INBOX {{{}+}}\r\n", message.len()).as_bytes());
+    c.send(&message);
+    c.send(b"\r\n");
+    assert!(c.until_tagged("a").1.starts_with("a OK"));
+    assert!(c.run("s", "SELECT INBOX").starts_with("s OK"));
+    let body = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end")
+        + 4;
+    for (command, expected) in [
+        ("f1 FETCH 1 (BODY.PEEK[])", &message[..]),
+        (
+            "f2 FETCH 1 (BODY.PEEK[TEXT]<100.200000>)",
+            &message[body + 100..body + 100 + 200_000],
+        ),
+    ] {
+        c.send(format!("{command}\r\n").as_bytes());
+        let head = c.line();
+        let size: usize = head
+            .rsplit('{')
+            .next()
+            .and_then(|n| n.strip_suffix('}'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no literal in {head:?}"));
+        assert_eq!(size, expected.len(), "{head}");
+        assert!(c.bytes(size) == expected, "content differs for {command}");
+        assert_eq!(c.line(), ")");
+        let tag = &command[..2];
+        assert_eq!(c.until_tagged(tag).1, format!("{tag} OK FETCH completed"));
+    }
+}

@@ -7,6 +7,7 @@
 //! `pending`, which is released again as soon as it empties. That keeps an idle session at the
 //! size of this struct.
 
+use std::io::Write;
 use std::mem;
 use std::time::Instant;
 
@@ -45,17 +46,25 @@ pub enum Step {
 }
 
 /// Storage work of one command, to run on a blocking thread. It owns everything it needs (the
-/// mailbox handle, the messages concerned) and touches no session state.
-pub struct Work(Box<dyn FnOnce() -> Done + Send>);
+/// mailbox handle, the messages concerned) and touches no session state. Work with a large
+/// answer (FETCH) streams it into the sink it is given, which the driver connects to the
+/// client's socket after sending everything the session wrote before; the rest of the answer
+/// comes back in the [`Done`].
+pub struct Work(Box<dyn FnOnce(&mut dyn Write) -> Done + Send>);
 
 impl Work {
     pub(crate) fn new(job: impl FnOnce() -> Done + Send + 'static) -> Work {
+        Work(Box::new(move |_: &mut dyn Write| job()))
+    }
+
+    /// Work that writes part of its answer straight to the client.
+    pub(crate) fn streaming(job: impl FnOnce(&mut dyn Write) -> Done + Send + 'static) -> Work {
         Work(Box::new(job))
     }
 
-    /// Does the work (blocking: file system access).
-    pub fn run(self) -> Done {
-        (self.0)()
+    /// Does the work (blocking: file system access, and writes to `sink`).
+    pub fn run(self, sink: &mut dyn Write) -> Done {
+        (self.0)(sink)
     }
 }
 

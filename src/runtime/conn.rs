@@ -84,7 +84,7 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
                 })
             }
             Slow::Work(work) => {
-                let Some(done) = worker.run_work(work).await else {
+                let Some(done) = worker.run_work(work, fd).await else {
                     return Ok(false);
                 };
                 worker.with_session(key, |session, ctx, out| {

@@ -141,3 +141,62 @@ async fn send_rest(fd: RawFd, rest: Vec<u8>) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// How long a blocking writer waits for a client that reads nothing before giving up.
+const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Blocking writes to a session's socket, for storage work that streams a large answer from a
+/// blocking thread while the session's own task waits for that work to finish.
+pub(crate) struct BlockingSink {
+    fd: RawFd,
+}
+
+impl BlockingSink {
+    pub(crate) fn new(fd: RawFd) -> BlockingSink {
+        BlockingSink { fd }
+    }
+
+    /// Waits until the socket takes more output, or fails after [`STALLED_CLIENT`].
+    fn wait_writable(&self) -> io::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let timeout = libc::c_int::try_from(STALLED_CLIENT.as_millis()).unwrap_or(libc::c_int::MAX);
+        loop {
+            // SAFETY: `pfd` is one valid, exclusively borrowed pollfd and we pass a count of 1.
+            let n = unsafe { libc::poll(&mut pfd, 1, timeout) };
+            match n {
+                1.. => return Ok(()),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading",
+                    ));
+                }
+                _ => {
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl io::Write for BlockingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match send(self.fd, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable()?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

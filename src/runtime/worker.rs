@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_uring::net::TcpListener;
 use tracing::{debug, warn};
 
-use super::conn;
+use std::os::fd::RawFd;
+
+use super::{conn, socket_io};
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::SharedSettings;
 use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Work};
@@ -144,10 +146,13 @@ impl Worker {
 
     /// Runs a session's storage work on the blocking pool (file-system calls would stall every
     /// session of this worker if they ran on its thread).
-    pub(crate) async fn run_work(&self, work: Work) -> Option<Done> {
+    /// `fd` is the session's socket, for work that streams a large answer (the session is
+    /// paused meanwhile, so nothing else writes to it).
+    pub(crate) async fn run_work(&self, work: Work, fd: RawFd) -> Option<Done> {
         // The semaphore is never closed, so acquire only fails if it were; treat as busy.
         let _slot = self.work_slots.acquire().await.ok();
-        match tokio::task::spawn_blocking(move || work.run()).await {
+        let run = move || work.run(&mut socket_io::BlockingSink::new(fd));
+        match tokio::task::spawn_blocking(run).await {
             Ok(done) => Some(done),
             Err(e) => {
                 warn!(worker = self.id, "storage work failed to run: {e}");

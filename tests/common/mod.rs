@@ -259,6 +259,13 @@ impl Client {
         })
     }
 
+    /// Exactly `n` bytes (a literal's content).
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.reader.read_exact(&mut buf).expect("read literal");
+        buf
+    }
+
     /// One response line, CRLF stripped; empty at end of stream.
     pub fn line(&mut self) -> String {
         self.next_line().unwrap_or_default()

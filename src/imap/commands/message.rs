@@ -5,6 +5,7 @@
 //! message files and changing them happens in a [`Work`] on a blocking thread; the [`Done`]
 //! writes the answers and brings the view up to date.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use super::super::datetime;
@@ -140,12 +141,10 @@ fn fetch_command(
         .iter()
         .map(|&(_, uid)| selected.is_recent(uid))
         .collect();
-    Ok(Outcome::Work(Work::new(move || {
-        let mut body = Vec::new();
-        let result = fetch_work(&mailbox, &targets, &recent, &attrs, set_seen, &mut body);
+    Ok(Outcome::Work(Work::streaming(move |sink| {
+        let result = fetch_work(&mailbox, &targets, &recent, &attrs, set_seen, sink);
         let latest = mailbox.snapshot();
         Done::new(move |session, tag, out| {
-            out.extend_from_slice(&body);
             if let Some(selected) = session.selected.as_deref_mut() {
                 // Flags this FETCH set (\Seen) or others changed; no EXPUNGE during FETCH.
                 selected.catch_up(latest, false, &[], out);
@@ -164,21 +163,104 @@ fn fetch_command(
                     );
                     Status::No
                 }
-                Err(e) => store_failure(&e, tag, out),
+                Err(FetchFailure::Store(e)) => store_failure(&e, tag, out),
+                Err(FetchFailure::Client(e)) => {
+                    // The connection is gone or stuck; this answer will not arrive either.
+                    tracing::debug!("FETCH stopped writing: {e}");
+                    response::tagged(out, tag, Status::No, "FETCH interrupted");
+                    Status::No
+                }
             }
         })
     })))
 }
 
-/// Builds the FETCH responses. Ok(false) when some message could not be read.
+/// Literals at least this large are written to the client from the message file's pages
+/// instead of being copied into the response buffer.
+const STREAM_LITERAL: usize = 64 * 1024;
+
+/// A message's bytes: read into memory when small, mapped from the page cache when large, so a
+/// 50 MiB attachment does not cost 50 MiB of this process's memory per FETCH.
+enum Content {
+    Read(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Content {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Content::Read(v) => v,
+            Content::Mapped(m) => m,
+        }
+    }
+}
+
+/// Messages larger than this are mapped rather than read.
+const MAP_ABOVE: u64 = 256 * 1024;
+
+fn load(mailbox: &Mailbox, uid: u32) -> Result<Content, StoreError> {
+    use std::io::Read;
+    let mut file = mailbox.open_message(uid)?;
+    let io_error = |source| StoreError::Io {
+        path: mailbox.path_of(uid).unwrap_or_default(),
+        source,
+    };
+    let len = file.metadata().map_err(io_error)?.len();
+    if len > MAP_ABOVE {
+        // SAFETY: Maildir message files are immutable once delivered: writers create a new
+        // file in tmp/ and rename it, flag changes rename, expunges unlink; none of them
+        // modifies or truncates a file in place, and a mapping of an unlinked file stays
+        // valid. Only a foreign program breaking the Maildir contract could truncate it.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error)?;
+        return Ok(Content::Mapped(map));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io_error)?;
+    Ok(Content::Read(bytes))
+}
+
+/// Writes a literal: small ones into `buf`; large ones straight to `sink` after `buf`.
+fn literal_to(sink: &mut dyn Write, buf: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.len() < STREAM_LITERAL {
+        literal(buf, bytes);
+        return Ok(());
+    }
+    buf.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
+    sink.write_all(buf)?;
+    buf.clear();
+    sink.write_all(bytes)
+}
+
+/// Why FETCH work stopped.
+enum FetchFailure {
+    Store(StoreError),
+    /// Writing to the client failed: it went away or stopped reading.
+    Client(std::io::Error),
+}
+
+impl From<StoreError> for FetchFailure {
+    fn from(e: StoreError) -> Self {
+        FetchFailure::Store(e)
+    }
+}
+
+impl From<std::io::Error> for FetchFailure {
+    fn from(e: std::io::Error) -> Self {
+        FetchFailure::Client(e)
+    }
+}
+
+/// Writes the FETCH responses to the client (`sink`) message by message. Ok(false) when some
+/// message could not be read.
 fn fetch_work(
     mailbox: &Mailbox,
     targets: &[(u32, u32)],
     recent: &[bool],
     attrs: &[FetchAttr],
     set_seen: bool,
-    out: &mut Vec<u8>,
-) -> Result<bool, StoreError> {
+    sink: &mut dyn Write,
+) -> Result<bool, FetchFailure> {
     if set_seen {
         let before = mailbox.snapshot();
         let unseen: Vec<u32> = targets
@@ -203,16 +285,17 @@ fn fetch_work(
     }
     let index = mailbox.snapshot();
     let keywords = mailbox.keywords();
-    let load = needs_content(attrs);
+    let load_content = needs_content(attrs);
     let mut complete = true;
+    let mut out = Vec::new();
     for (&(msn, uid), &is_recent) in targets.iter().zip(recent) {
         let Some(position) = index.position(uid) else {
             complete = false;
             continue;
         };
         let meta = &index.messages[position];
-        let raw = if load {
-            match mailbox.read(uid) {
+        let raw = if load_content {
+            match load(mailbox, uid) {
                 Ok(raw) => Some(raw),
                 Err(e) => {
                     tracing::warn!("FETCH: cannot read message {uid}: {e}");
@@ -223,7 +306,8 @@ fn fetch_work(
         } else {
             None
         };
-        let raw = raw.as_deref().unwrap_or_default();
+        let raw: &[u8] = raw.as_deref().unwrap_or_default();
+        let out = &mut out;
         out.extend_from_slice(b"* ");
         out.extend_from_slice(msn.to_string().as_bytes());
         out.extend_from_slice(b" FETCH (");
@@ -258,7 +342,7 @@ fn fetch_work(
                 }
                 FetchAttr::Rfc822 => {
                     out.extend_from_slice(b"RFC822 ");
-                    literal(out, raw);
+                    literal_to(sink, out, raw)?;
                 }
                 FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
                     let text = matches!(attr, FetchAttr::Rfc822Text);
@@ -276,7 +360,7 @@ fn fetch_work(
                         b"RFC822.HEADER "
                     });
                     let bytes = fetch::section_bytes(raw, &section).unwrap_or_default();
-                    literal(out, &bytes);
+                    literal_to(sink, out, &bytes)?;
                 }
                 FetchAttr::BodySection {
                     section, partial, ..
@@ -284,7 +368,9 @@ fn fetch_work(
                     fetch::write_item_name(attr, out);
                     out.push(b' ');
                     match fetch::section_bytes(raw, section) {
-                        Some(bytes) => literal(out, fetch::apply_partial(&bytes, *partial)),
+                        Some(bytes) => {
+                            literal_to(sink, out, fetch::apply_partial(&bytes, *partial))?
+                        }
                         None => literal(out, b""),
                     }
                 }
@@ -297,7 +383,7 @@ fn fetch_work(
                             if bytes.contains(&0) {
                                 out.push(b'~');
                             }
-                            literal(out, bytes);
+                            literal_to(sink, out, bytes)?;
                         }
                         Ok(None) => out.extend_from_slice(b"NIL"),
                         Err(_) => out.extend_from_slice(b"NIL"),
@@ -314,6 +400,8 @@ fn fetch_work(
             }
         }
         out.extend_from_slice(b")\r\n");
+        sink.write_all(out)?;
+        out.clear();
     }
     Ok(complete)
 }
@@ -450,7 +538,7 @@ struct SearchItem<'a> {
     msn: u32,
     recent: bool,
     keywords: &'a [String],
-    content: Option<Option<Vec<u8>>>,
+    content: Option<Option<Content>>,
 }
 
 impl Candidate for SearchItem<'_> {
@@ -480,7 +568,7 @@ impl Candidate for SearchItem<'_> {
     }
     fn content(&mut self) -> Option<&[u8]> {
         if self.content.is_none() {
-            self.content = Some(self.mailbox.read(self.uid()).ok());
+            self.content = Some(load(self.mailbox, self.uid()).ok());
         }
         self.content.as_ref().and_then(|c| c.as_deref())
     }

@@ -219,6 +219,9 @@ pub(super) fn parse(raw: &[u8]) -> Part {
     let mut pos = 0usize;
     let mut acct = 0usize;
     let mut in_header = true;
+    // The part whose header lost its last line end to the boundary that follows: it (and
+    // anything inside it) ends before that line end, its ancestors after it.
+    let mut split: Option<usize> = None;
 
     loop {
         if in_header {
@@ -233,11 +236,15 @@ pub(super) fn parse(raw: &[u8]) -> Part {
             let mut info = header_info(&block.fields, part_is_mime);
             // A header cut short before its first line is empty; otherwise `block.end`
             // already excludes the line end that the boundary takes.
-            let header_end = if block.interrupted && block.fields.is_empty() {
+            let mut header_end = if block.interrupted && block.fields.is_empty() {
                 node_start
             } else {
                 block.end
             };
+            let mut interrupted = block.interrupted;
+            if interrupted && !block.fields.is_empty() {
+                split = Some(cur);
+            }
             let mut multipart_started = false;
             if block.eoh.is_some() && info.is_mime {
                 if let Some(text) = info.boundary.take() {
@@ -251,6 +258,19 @@ pub(super) fn parse(raw: &[u8]) -> Part {
                         });
                         multipart_started = true;
                     }
+                }
+            }
+            // Dovecot looks for a boundary once more after the empty line that ends the
+            // header (with this part's own boundary already active, and ignored): when
+            // another part's boundary follows, the empty line goes to the parent.
+            if let (false, Some((eoh_start, _))) = (interrupted, block.eoh) {
+                if total < MAX_TOTAL
+                    && boundary_at(raw, block.stream_pos, &mut boundaries)
+                        .is_some_and(|b| boundaries[b].part != cur)
+                {
+                    interrupted = true;
+                    header_end = eoh_start;
+                    split = Some(cur);
                 }
             }
             if !info.is_mime {
@@ -275,11 +295,7 @@ pub(super) fn parse(raw: &[u8]) -> Part {
             part.digest = info.digest;
             part.body_start = header_end;
             pos = block.stream_pos;
-            acct = if block.interrupted {
-                header_end
-            } else {
-                block.end
-            };
+            acct = if interrupted { header_end } else { block.end };
             if multipart_started || !info.rfc822 {
                 in_header = false;
                 continue;
@@ -322,7 +338,8 @@ pub(super) fn parse(raw: &[u8]) -> Part {
             }
             break;
         };
-        let content_end = if line == pos {
+        let first_line = line == pos;
+        let mut content_end = if first_line {
             acct
         } else if line >= pos + 2 && raw[line - 2] == b'\r' {
             line - 2
@@ -332,6 +349,9 @@ pub(super) fn parse(raw: &[u8]) -> Part {
         let owner = boundaries[b].part;
         while cur != owner {
             nodes[cur].part.end = content_end;
+            if first_line && split == Some(cur) {
+                content_end = line;
+            }
             match nodes[cur].parent {
                 Some(p) => {
                     cur = p;
@@ -340,6 +360,7 @@ pub(super) fn parse(raw: &[u8]) -> Part {
                 None => break,
             }
         }
+        split = None;
         if boundaries[b].epilogue {
             boundaries.truncate(b);
         } else {

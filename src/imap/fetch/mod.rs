@@ -44,6 +44,10 @@ pub enum FetchError {
     /// quoted-printable: the session answers `NO [UNKNOWN-CTE]`.
     #[error("Unknown Content-Transfer-Encoding")]
     UnknownCte,
+    /// BINARY of a part whose base64 or quoted-printable body is corrupt: Dovecot answers
+    /// `NO [PARSE] Invalid data in MIME part`.
+    #[error("Invalid data in MIME part")]
+    InvalidEncoding,
 }
 
 /// One FETCH data item requested.
@@ -518,7 +522,9 @@ fn write_section(section: &Section, out: &mut Vec<u8>) {
 
 /// Decoded content of a part for `BINARY[part]` (`[]` = the whole message): base64 and
 /// quoted-printable bodies decoded, CRLF line ends elsewhere, NUL bytes kept. `Ok(None)` if the
-/// part does not exist; `Err` for unknown transfer encodings (`NO [UNKNOWN-CTE]`).
+/// part does not exist (Dovecot sends an empty literal); `Err` for unknown transfer encodings
+/// (`NO [UNKNOWN-CTE]`) and corrupt encoded bodies (`NO [PARSE]`), also when such a part is
+/// inside the one requested.
 pub fn binary_bytes<'a>(raw: &'a [u8], part: &[u32]) -> Result<Option<Cow<'a, [u8]>>, FetchError> {
     section::binary_bytes(raw, part)
 }

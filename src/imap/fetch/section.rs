@@ -3,8 +3,8 @@
 //! Section bytes are always sent with CRLF line ends (a bare LF gets its CR) and NUL bytes as
 //! 0x80, since IMAP literals may not contain NUL. `HEADER.FIELDS` keeps the matching header
 //! fields (with their continuation lines) in message order, then the empty line; when the
-//! header has no empty line, one is added for the top-level `HEADER.FIELDS` only (Dovecot's
-//! `HEADER_FILTER_ADD_MISSING_EOH`). `MIME` of a part that is the whole (non-multipart)
+//! header has no empty line, a line end is added for the top-level `HEADER.FIELDS` only (as
+//! Dovecot does). `MIME` of a part that is the whole (non-multipart)
 //! message is the message header, and `HEADER`/`TEXT`/`HEADER.FIELDS` of a part are only
 //! valid for message/rfc822 parts.
 //!
@@ -55,12 +55,9 @@ fn filter_header(header: &[u8], names: &[String], not: bool, add_missing_eoh: bo
     }
     match block.eoh {
         Some((s, e)) => out.extend_from_slice(&header[s..e]),
-        None if add_missing_eoh => {
-            if out.last().is_some_and(|&c| c != b'\n') {
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(b"\r\n");
-        }
+        // Dovecot (serving the fields from its cache) appends one line end: it ends an
+        // unterminated last line, or else stands for the missing empty line.
+        None if add_missing_eoh => out.extend_from_slice(b"\r\n"),
         None => {}
     }
     out
@@ -147,6 +144,9 @@ struct Binary<'a> {
     raw: &'a [u8],
     out: Vec<u8>,
     copy_start: usize,
+    /// Some body was decoded. When none was, Dovecot sends the original bytes instead (with
+    /// the Content-Transfer-Encoding headers as they were).
+    converted: bool,
 }
 
 impl Binary<'_> {
@@ -206,8 +206,14 @@ impl Binary<'_> {
         let body = part.body(self.raw);
         if !body.is_empty() {
             match cte {
-                Cte::QuotedPrintable => qp_decode(body, &mut self.out),
-                Cte::Base64 => base64_decode(body, &mut self.out),
+                Cte::QuotedPrintable => {
+                    self.converted = true;
+                    qp_decode(body, &mut self.out)?;
+                }
+                Cte::Base64 => {
+                    self.converted = true;
+                    base64_decode(body, &mut self.out)?;
+                }
                 _ => self
                     .out
                     .extend_from_slice(&normalize(Cow::Borrowed(body), false)),
@@ -252,14 +258,24 @@ pub(super) fn binary_bytes<'a>(
         raw,
         out: Vec::with_capacity(target.end.saturating_sub(target.start)),
         copy_start: 0,
+        converted: false,
     };
     b.add_part(target, include_header)?;
+    if !b.converted {
+        let original = if include_header {
+            raw.get(target.start..target.end).unwrap_or_default()
+        } else {
+            target.body(raw)
+        };
+        return Ok(Some(normalize(Cow::Borrowed(original), false)));
+    }
     Ok(Some(Cow::Owned(b.out)))
 }
 
 /// Quoted-printable decoding with Dovecot's `qp-decoder.c` rules: soft line breaks removed,
-/// trailing whitespace dropped, line ends written as CRLF, invalid escapes kept literally.
-fn qp_decode(src: &[u8], out: &mut Vec<u8>) {
+/// trailing whitespace dropped, line ends written as CRLF. Invalid input (a bad `=` escape, a
+/// lone CR, a soft break at the very end) is an error, as it is for Dovecot's FETCH BINARY.
+fn qp_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), FetchError> {
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum State {
         Text,
@@ -281,125 +297,104 @@ fn qp_decode(src: &[u8], out: &mut Vec<u8>) {
     };
     let mut state = State::Text;
     let mut ws: Vec<u8> = Vec::new();
-    let invalid = |state: State, ws: &mut Vec<u8>, out: &mut Vec<u8>| match state {
-        State::Equals => out.push(b'='),
-        State::Hex2(h) => {
-            out.push(b'=');
-            out.push(h);
-        }
-        State::EqualsWhitespace => {
-            out.push(b'=');
-            out.append(ws);
-        }
-        State::Cr => {
-            out.append(ws);
-            out.push(b'\r');
-        }
-        State::SoftCr => {
-            out.push(b'=');
-            out.append(ws);
-            out.push(b'\r');
-        }
-        State::Text | State::Whitespace => {}
-    };
-    let mut i = 0;
-    while i < src.len() {
-        let c = src[i];
-        match state {
+    for &c in src {
+        state = match state {
             State::Text => match c {
-                b'=' => state = State::Equals,
-                b'\r' => state = State::Cr,
-                b'\n' => out.extend_from_slice(b"\r\n"),
+                b'=' => State::Equals,
+                b'\r' => State::Cr,
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    State::Text
+                }
                 b' ' | b'\t' => {
                     ws.push(c);
-                    state = State::Whitespace;
+                    State::Whitespace
                 }
-                _ => out.push(c),
+                _ => {
+                    out.push(c);
+                    State::Text
+                }
             },
             State::Whitespace => match c {
                 b' ' | b'\t' => {
                     if ws.len() <= MAX_WHITESPACE {
                         ws.push(c);
                     }
+                    State::Whitespace
                 }
-                b'\r' => state = State::Cr,
+                b'\r' => State::Cr,
                 b'\n' => {
                     out.extend_from_slice(b"\r\n");
                     ws.clear();
-                    state = State::Text;
+                    State::Text
                 }
                 _ => {
+                    if ws.len() > MAX_WHITESPACE {
+                        return Err(FetchError::InvalidEncoding);
+                    }
                     out.append(&mut ws);
-                    state = State::Text;
-                    continue;
+                    match c {
+                        b'=' => State::Equals,
+                        _ => {
+                            out.push(c);
+                            State::Text
+                        }
+                    }
                 }
             },
-            State::Equals => {
-                if hex(c).is_some() {
-                    state = State::Hex2(c);
-                } else if c == b' ' || c == b'\t' {
+            State::Equals => match c {
+                _ if hex(c).is_some() => State::Hex2(c),
+                b' ' | b'\t' => {
                     ws.push(c);
-                    state = State::EqualsWhitespace;
-                } else if c == b'\r' {
-                    state = State::SoftCr;
-                } else if c == b'\n' {
-                    state = State::Text;
-                } else {
-                    invalid(state, &mut ws, out);
-                    state = State::Text;
-                    continue;
+                    State::EqualsWhitespace
                 }
-            }
+                b'\r' => State::SoftCr,
+                b'\n' => State::Text,
+                _ => return Err(FetchError::InvalidEncoding),
+            },
             State::Hex2(h) => match (hex(h), hex(c)) {
                 (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    state = State::Text;
+                    out.push((hi << 4) | lo);
+                    State::Text
                 }
-                _ => {
-                    invalid(state, &mut ws, out);
-                    state = State::Text;
-                    continue;
-                }
+                _ => return Err(FetchError::InvalidEncoding),
             },
-            State::EqualsWhitespace => {
-                if c == b' ' || c == b'\t' {
+            State::EqualsWhitespace => match c {
+                b' ' | b'\t' => {
                     if ws.len() <= MAX_WHITESPACE {
                         ws.push(c);
                     }
-                } else if c == b'\r' {
-                    state = State::SoftCr;
-                } else if c == b'\n' {
-                    ws.clear();
-                    state = State::Text;
-                } else {
-                    invalid(state, &mut ws, out);
-                    state = State::Text;
-                    continue;
+                    State::EqualsWhitespace
                 }
-            }
+                b'\r' => State::SoftCr,
+                b'\n' => {
+                    ws.clear();
+                    State::Text
+                }
+                _ => return Err(FetchError::InvalidEncoding),
+            },
             State::Cr | State::SoftCr => {
-                if c == b'\n' {
-                    ws.clear();
-                    if state == State::Cr {
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    state = State::Text;
-                } else {
-                    invalid(state, &mut ws, out);
-                    state = State::Text;
-                    continue;
+                if c != b'\n' {
+                    return Err(FetchError::InvalidEncoding);
                 }
+                ws.clear();
+                if state == State::Cr {
+                    out.extend_from_slice(b"\r\n");
+                }
+                State::Text
             }
-        }
-        i += 1;
+        };
     }
-    if !matches!(state, State::Text | State::Whitespace) {
-        invalid(state, &mut ws, out);
+    match state {
+        State::Text | State::Whitespace => Ok(()),
+        _ => Err(FetchError::InvalidEncoding),
     }
 }
 
-/// Lenient base64 decoding: characters outside the alphabet are skipped, `=` ends the data.
-fn base64_decode(src: &[u8], out: &mut Vec<u8>) {
+/// Base64 decoding as strict as Dovecot's: whitespace is skipped anywhere, anything else
+/// outside the alphabet, misplaced padding, data after the padding or a missing final
+/// quantum is an error.
+fn base64_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), FetchError> {
     let value = |c: u8| -> Option<u32> {
         match c {
             b'A'..=b'Z' => Some(u32::from(c - b'A')),
@@ -410,25 +405,55 @@ fn base64_decode(src: &[u8], out: &mut Vec<u8>) {
             _ => None,
         }
     };
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
     let mut acc = 0u32;
     let mut n = 0;
-    for &c in src {
-        if c == b'=' {
-            break;
+    let mut i = 0;
+    while i < src.len() {
+        let c = src[i];
+        i += 1;
+        if let Some(v) = value(c) {
+            acc = (acc << 6) | v;
+            n += 1;
+            if n == 4 {
+                out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+                acc = 0;
+                n = 0;
+            }
+            continue;
         }
-        let Some(v) = value(c) else { continue };
-        acc = acc << 6 | v;
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
+        if is_space(c) {
+            continue;
         }
+        // Padding: `==` after two characters of a quantum, `=` after three.
+        let pads_needed = match (c, n) {
+            (b'=', 2) => 2,
+            (b'=', 3) => 1,
+            _ => return Err(FetchError::InvalidEncoding),
+        };
+        let mut pads = 1;
+        while pads < pads_needed {
+            match src.get(i).copied() {
+                Some(b'=') => pads += 1,
+                Some(s) if is_space(s) => {}
+                _ => return Err(FetchError::InvalidEncoding),
+            }
+            i += 1;
+        }
+        if !src[i..].iter().all(|&s| is_space(s)) {
+            return Err(FetchError::InvalidEncoding);
+        }
+        if n == 2 {
+            out.push((acc >> 4) as u8);
+        } else {
+            out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
+        }
+        return Ok(());
     }
-    match n {
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => {}
+    if n == 0 {
+        Ok(())
+    } else {
+        Err(FetchError::InvalidEncoding)
     }
 }
 
@@ -439,15 +464,35 @@ mod tests {
     #[test]
     fn qp() {
         let mut out = Vec::new();
-        qp_decode(b"caf=C3=A9 =\r\nnext  \r\nline=\nend=4", &mut out);
-        assert_eq!(out, b"caf\xc3\xa9 next\r\nlineend=4");
+        qp_decode(b"caf=C3=A9 =\r\nnext  \r\nline=\nend=3d  ", &mut out).unwrap();
+        assert_eq!(out, b"caf\xc3\xa9 next\r\nlineend=");
+        for bad in [&b"=ZZ"[..], b"=4", b"a=", b"= x", b"a\rb"] {
+            assert_eq!(
+                qp_decode(bad, &mut Vec::new()),
+                Err(FetchError::InvalidEncoding),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
     fn base64() {
         let mut out = Vec::new();
-        base64_decode(b"aGVs\r\nbG8=\r\n", &mut out);
+        base64_decode(b"aGVs\r\nbG8=\r\n", &mut out).unwrap();
         assert_eq!(out, b"hello");
+        out.clear();
+        base64_decode(b"aGk= \r\n", &mut out).unwrap();
+        assert_eq!(out, b"hi");
+        out.clear();
+        base64_decode(b"aA=\r\n=", &mut out).unwrap();
+        assert_eq!(out, b"h");
+        for bad in [&b"aGk"[..], b"a*Gk", b"aGk=x", b"aG===", b"a==="] {
+            assert_eq!(
+                base64_decode(bad, &mut Vec::new()),
+                Err(FetchError::InvalidEncoding),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
