@@ -232,8 +232,8 @@ fn state_rules_id_enable_and_unimplemented_commands() {
         (vec!["* ENABLED".to_string()], "e OK ENABLE completed")
     );
     assert_eq!(
-        c.run("s", "SELECT INBOX"),
-        "s NO [CANNOT] SELECT is not supported by this server yet"
+        c.run("s", "GETQUOTAROOT INBOX"),
+        "s NO [CANNOT] GETQUOTAROOT is not supported by this server yet"
     );
     // IDLE in the authenticated state (Outlook sends it before SELECT); a wrong line ends it.
     c.send(b"d IDLE\r\n");

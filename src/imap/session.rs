@@ -50,7 +50,10 @@ pub enum Step {
 /// answer (FETCH) streams it into the sink it is given, which the driver connects to the
 /// client's socket after sending everything the session wrote before; the rest of the answer
 /// comes back in the [`Done`].
-pub struct Work(Box<dyn FnOnce(&mut dyn Write) -> Done + Send>);
+pub struct Work(Box<WorkFn>);
+
+/// The job inside a [`Work`].
+type WorkFn = dyn FnOnce(&mut dyn Write) -> Done + Send;
 
 impl Work {
     pub(crate) fn new(job: impl FnOnce() -> Done + Send + 'static) -> Work {
@@ -85,7 +88,10 @@ impl Eq for Work {}
 
 /// The result of a [`Work`]: applied on the session's own thread, it updates the session (the
 /// selected mailbox view) and writes the untagged and tagged answers for `tag`.
-pub struct Done(Box<dyn FnOnce(&mut Session, &[u8], &mut Vec<u8>) -> Status + Send>);
+pub struct Done(Box<DoneFn>);
+
+/// What a [`Done`] applies: session, command tag, output buffer; returns the command's status.
+type DoneFn = dyn FnOnce(&mut Session, &[u8], &mut Vec<u8>) -> Status + Send;
 
 impl Done {
     pub(crate) fn new(

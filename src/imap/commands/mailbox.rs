@@ -30,17 +30,15 @@ pub(crate) fn write_mailbox_name(name: &str, out: &mut Vec<u8>) {
     response::string(out, mailbox_name::encode(name).as_bytes());
 }
 
-/// Answers a failed storage operation with the RFC 5530 code that fits.
+/// Answers a failed storage operation with the response code that fits (RFC 5530).
 pub(crate) fn store_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -> Status {
+    let code = error.response_code();
     let text = match error {
-        StoreError::NoSuchMailbox(_) => format!("[NONEXISTENT] {error}"),
-        StoreError::AlreadyExists(_) => format!("[ALREADYEXISTS] {error}"),
-        StoreError::InvalidName(_) => format!("[CANNOT] {error}"),
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+        StoreError::Io { .. } | StoreError::Corrupt { .. } | StoreError::InvalidUser(_) => {
             tracing::warn!("storage failure: {error}");
-            "[SERVERBUG] Internal error, see the server log".to_string()
+            format!("[{code}] Internal error, see the server log")
         }
-        _ => format!("[CANNOT] {error}"),
+        _ => format!("[{code}] {error}"),
     };
     response::tagged(out, tag, Status::No, &text);
     Status::No
@@ -222,7 +220,11 @@ pub(crate) fn list(
         move |mail| mail.list(),
         move |_, infos: Vec<MailboxInfo>, tag, out| {
             for info in &infos {
-                let listed = if lsub { info.subscribed } else { info.exists };
+                let listed = if lsub {
+                    info.subscribed
+                } else {
+                    info.exists || info.has_children
+                };
                 if !listed || !pattern_matches(&full, &info.name) {
                     continue;
                 }
@@ -232,7 +234,8 @@ pub(crate) fn list(
                 let mut attributes: Vec<&str> = Vec::new();
                 if !info.exists {
                     attributes.push("\\Noselect");
-                } else if info.has_children {
+                }
+                if info.has_children {
                     attributes.push("\\HasChildren");
                 } else {
                     attributes.push("\\HasNoChildren");
@@ -330,13 +333,10 @@ pub(crate) fn status(
     Ok(with_mail(
         session,
         ctx,
-        move |mail| {
-            let mailbox = mail.open(&name)?;
-            let sync = mailbox.sync()?;
-            Ok((name, sync))
-        },
-        move |_, (name, sync), tag, out| {
-            let index = &sync.index;
+        // No sync here: a sync hands the messages waiting in new/ to its caller as \Recent,
+        // which belongs to the session that selects the mailbox. Opening reads the folder.
+        move |mail| Ok((name.clone(), mail.open(&name)?.snapshot())),
+        move |_, (name, index), tag, out| {
             out.extend_from_slice(b"* STATUS ");
             write_mailbox_name(&name, out);
             out.extend_from_slice(b" (");
@@ -346,7 +346,12 @@ pub(crate) fn status(
                 }
                 let text = match item {
                     StatusItem::Messages => format!("MESSAGES {}", index.messages.len()),
-                    StatusItem::Recent => format!("RECENT {}", sync.recent.len()),
+                    StatusItem::Recent => {
+                        format!(
+                            "RECENT {}",
+                            index.messages.iter().filter(|m| m.in_new).count()
+                        )
+                    }
                     StatusItem::UidNext => format!("UIDNEXT {}", index.uid_next),
                     StatusItem::UidValidity => format!("UIDVALIDITY {}", index.uid_validity),
                     StatusItem::Unseen => format!("UNSEEN {}", index.unseen()),

@@ -41,8 +41,31 @@ pub(super) fn normalize(bytes: Cow<'_, [u8]>, nuls: bool) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// The empty line that directly follows a header without one (Dovecot accounts it to the
+/// enclosing part when a boundary line comes right after it).
+fn eoh_follows<'a>(header: &[u8], following: &'a [u8]) -> Option<&'a [u8]> {
+    if !(header.is_empty() || header.ends_with(b"\n")) {
+        return None;
+    }
+    if following.starts_with(b"\r\n") {
+        following.get(..2)
+    } else if following.starts_with(b"\n") {
+        following.get(..1)
+    } else {
+        None
+    }
+}
+
 /// Keeps (or, with `not`, drops) the fields named in `names`, then the end of header.
-fn filter_header(header: &[u8], names: &[String], not: bool, add_missing_eoh: bool) -> Vec<u8> {
+/// `following` is what comes after the header in the message: an embedded message whose empty
+/// line was accounted to the enclosing part (a boundary follows it directly) still gets it.
+fn filter_header(
+    header: &[u8],
+    following: &[u8],
+    names: &[String],
+    not: bool,
+    add_missing_eoh: bool,
+) -> Vec<u8> {
     let block = header::parse_block(header, 0, |_| false);
     let mut out = Vec::with_capacity(header.len().min(4096));
     for f in &block.fields {
@@ -58,7 +81,11 @@ fn filter_header(header: &[u8], names: &[String], not: bool, add_missing_eoh: bo
         // Dovecot (serving the fields from its cache) appends one line end: it ends an
         // unterminated last line, or else stands for the missing empty line.
         None if add_missing_eoh => out.extend_from_slice(b"\r\n"),
-        None => {}
+        None => {
+            if let Some(eoh) = eoh_follows(header, following) {
+                out.extend_from_slice(eoh);
+            }
+        }
     }
     out
 }
@@ -74,7 +101,7 @@ fn raw_section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
             Some(SectionText::Header) => Some(Cow::Borrowed(header)),
             Some(SectionText::Text) => Some(Cow::Borrowed(body)),
             Some(SectionText::HeaderFields { not, fields }) => {
-                Some(Cow::Owned(filter_header(header, fields, *not, !*not)))
+                Some(Cow::Owned(filter_header(header, body, fields, *not, !*not)))
             }
             Some(SectionText::Mime) => None,
         };
@@ -92,9 +119,13 @@ fn raw_section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
             Some(match text {
                 SectionText::Header => Cow::Borrowed(message.header(raw)),
                 SectionText::Text => Cow::Borrowed(message.body(raw)),
-                SectionText::HeaderFields { not, fields } => {
-                    Cow::Owned(filter_header(message.header(raw), fields, *not, false))
-                }
+                SectionText::HeaderFields { not, fields } => Cow::Owned(filter_header(
+                    message.header(raw),
+                    raw.get(message.body_start..).unwrap_or_default(),
+                    fields,
+                    *not,
+                    false,
+                )),
                 SectionText::Mime => return None,
             })
         }
@@ -184,9 +215,17 @@ impl Binary<'_> {
                 {
                     filtered.extend_from_slice(&header[f.start..f.end]);
                 }
-                if let Some((s, e)) = block.eoh {
-                    filtered.extend_from_slice(b"Content-Transfer-Encoding: binary\r\n");
-                    filtered.extend_from_slice(&header[s..e]);
+                match block.eoh {
+                    Some((s, e)) => {
+                        filtered.extend_from_slice(b"Content-Transfer-Encoding: binary\r\n");
+                        filtered.extend_from_slice(&header[s..e]);
+                    }
+                    // The empty line was accounted to the enclosing part (a boundary follows
+                    // it); it is copied with that part, the new header line goes before it.
+                    None if eoh_follows(header, &self.raw[part.body_start..]).is_some() => {
+                        filtered.extend_from_slice(b"Content-Transfer-Encoding: binary\r\n");
+                    }
+                    None => {}
                 }
                 self.out
                     .extend_from_slice(&normalize(Cow::Owned(filtered), false));
