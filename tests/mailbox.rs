@@ -223,3 +223,45 @@ fn large_messages_are_fetched_intact() {
         assert_eq!(c.until_tagged(tag).1, format!("{tag} OK FETCH completed"));
     }
 }
+
+#[test]
+fn curl_appends_lists_and_fetches() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let base = format!("imap://{}", server.imap);
+    let message = spool.path().join("upload.eml");
+    std::fs::write(&message, "Subject: via curl\r\n\r\nhello from curl\r\n").expect("write");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "20",
+                "--user",
+                "carol:carol-pw",
+            ])
+            .args(args)
+            .output()
+            .expect("run curl (install Debian's curl)");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    curl(&[
+        "--url",
+        &format!("{base}/INBOX"),
+        "-T",
+        message.to_str().expect("utf-8"),
+    ]);
+    let listing = curl(&["--url", &format!("{base}/")]);
+    assert!(
+        listing.contains("* LIST (\\HasNoChildren \\Sent) \".\" \"Sent\""),
+        "{listing}"
+    );
+    let fetched = curl(&["--url", &format!("{base}/INBOX;UID=1")]);
+    assert_eq!(fetched, "Subject: via curl\r\n\r\nhello from curl\r\n");
+}
