@@ -90,3 +90,54 @@ fn noop_idle_and_done_allocate_nothing() {
         "the counting allocator is not counting"
     );
 }
+
+#[test]
+fn noop_on_an_unchanged_selected_mailbox_allocates_nothing() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let settings = Settings::default();
+    let mut observer = NoObserver;
+    let store = Arc::new(Store::new(spool.path()));
+    let mut ctx = Context {
+        settings: &settings,
+        observer: &mut observer,
+        store: &store,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut session = Session::new();
+    session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
+    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    // Put three messages in INBOX and select it, running the storage work as the driver would.
+    let mut run = |session: &mut Session, input: &[u8], out: &mut Vec<u8>| {
+        let mut step = session.on_input(input, &mut ctx, out);
+        while let Step::Work(work) = step {
+            let done = work.run(out);
+            session.finish_work(done, &mut ctx, out);
+            step = session.on_input(&[], &mut ctx, out);
+        }
+    };
+    for i in 0..3 {
+        run(
+            &mut session,
+            format!("p{i} APPEND INBOX {{12+}}\r\nSubject: x\r\n\r\n").as_bytes(),
+            &mut out,
+        );
+    }
+    out.clear();
+    run(&mut session, b"s SELECT INBOX\r\n", &mut out);
+    assert!(
+        String::from_utf8_lossy(&out).contains("* 3 EXISTS"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    let before = allocations();
+    for _ in 0..1000 {
+        out.clear();
+        assert_eq!(
+            session.on_input(b"n NOOP\r\n", &mut ctx, &mut out),
+            Step::NeedInput
+        );
+        assert_eq!(out, b"n OK NOOP completed\r\n");
+    }
+    assert_eq!(allocations() - before, 0, "an unchanged NOOP allocated");
+}
