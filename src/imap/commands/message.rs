@@ -642,6 +642,23 @@ fn search_command(
     })))
 }
 
+/// Answers a failure to reach the mailbox a COPY, MOVE or APPEND writes to: a missing one gets
+/// `[TRYCREATE]` (RFC 3501), so clients offer to create it.
+fn destination_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -> Status {
+    match error {
+        StoreError::NoSuchMailbox(name) => {
+            response::tagged(
+                out,
+                tag,
+                Status::No,
+                &format!("[TRYCREATE] Mailbox does not exist: {name}"),
+            );
+            Status::No
+        }
+        _ => store_failure(error, tag, out),
+    }
+}
+
 /// COPY and MOVE (RFC 6851), with COPYUID (RFC 4315).
 fn copy(
     session: &mut Session,
@@ -694,16 +711,7 @@ fn copy(
         Done::new(move |session, tag, out| {
             let (validity, pairs) = match result {
                 Ok(v) => v,
-                Err(StoreError::NoSuchMailbox(name)) => {
-                    response::tagged(
-                        out,
-                        tag,
-                        Status::No,
-                        &format!("[TRYCREATE] Mailbox does not exist: {name}"),
-                    );
-                    return Status::No;
-                }
-                Err(e) => return store_failure(&e, tag, out),
+                Err(e) => return destination_failure(&e, tag, out),
             };
             let mut code = Vec::new();
             if !pairs.is_empty() {
@@ -793,16 +801,7 @@ pub(crate) fn append(
                 );
                 Status::Ok
             }
-            Err(StoreError::NoSuchMailbox(name)) => {
-                response::tagged(
-                    out,
-                    tag,
-                    Status::No,
-                    &format!("[TRYCREATE] Mailbox does not exist: {name}"),
-                );
-                Status::No
-            }
-            Err(e) => store_failure(&e, tag, out),
+            Err(e) => destination_failure(&e, tag, out),
         })
     })))
 }

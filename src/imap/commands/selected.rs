@@ -4,7 +4,10 @@
 use super::super::parser::{Args, ParseError};
 use super::super::response::{self, Status};
 use super::super::session::{Done, Outcome, Session, Work};
+use std::sync::Arc;
+
 use super::mailbox::store_failure;
+use crate::store::{Index, StoreError};
 
 /// The answer to a selected-state command without a selected mailbox.
 pub(crate) fn no_mailbox(tag: &[u8], out: &mut Vec<u8>) -> Outcome {
@@ -29,6 +32,20 @@ pub(crate) fn noop(
     Ok(Outcome::Done(Status::Ok))
 }
 
+/// Brings the session's view up to `index` (expunges included), then answers OK with `text`.
+fn reported(result: Result<Arc<Index>, StoreError>, text: &'static str) -> Done {
+    Done::new(move |session, tag, out| match result {
+        Ok(index) => {
+            if let Some(selected) = session.selected.as_deref_mut() {
+                selected.catch_up(index, true, &[], out);
+            }
+            response::tagged(out, tag, Status::Ok, text);
+            Status::Ok
+        }
+        Err(e) => store_failure(&e, tag, out),
+    })
+}
+
 /// CHECK: re-reads the folder (changes by other programs), then reports like NOOP.
 pub(crate) fn check(
     session: &mut Session,
@@ -42,17 +59,7 @@ pub(crate) fn check(
     };
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {
-        let result = mailbox.sync();
-        Done::new(move |session, tag, out| match result {
-            Ok(sync) => {
-                if let Some(selected) = session.selected.as_deref_mut() {
-                    selected.catch_up(sync.index, true, &[], out);
-                }
-                response::tagged(out, tag, Status::Ok, "CHECK completed");
-                Status::Ok
-            }
-            Err(e) => store_failure(&e, tag, out),
-        })
+        reported(mailbox.sync().map(|sync| sync.index), "CHECK completed")
     })))
 }
 
@@ -115,15 +122,6 @@ pub(crate) fn expunge(
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {
         let result = mailbox.expunge(only.as_deref()).map(|_| mailbox.snapshot());
-        Done::new(move |session, tag, out| match result {
-            Ok(index) => {
-                if let Some(selected) = session.selected.as_deref_mut() {
-                    selected.catch_up(index, true, &[], out);
-                }
-                response::tagged(out, tag, Status::Ok, "EXPUNGE completed");
-                Status::Ok
-            }
-            Err(e) => store_failure(&e, tag, out),
-        })
+        reported(result, "EXPUNGE completed")
     })))
 }
