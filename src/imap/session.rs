@@ -176,16 +176,9 @@ pub(crate) enum Mode {
     /// AUTHENTICATE is waiting for the client's next SASL response.
     Sasl(Box<Sasl>),
     /// A credential check is out; no input is processed until it returns.
-    Verifying(Box<Verifying>),
+    Verifying(Box<Pending>),
     /// Storage work is out; no input is processed until it returns.
-    Working(Box<Working>),
-}
-
-/// A command whose storage work is running.
-pub(crate) struct Working {
-    pub(crate) tag: Tag,
-    pub(crate) command: CommandName,
-    pub(crate) started: Instant,
+    Working(Box<Pending>),
 }
 
 // The rare modes are boxed so that every session's slot stays small.
@@ -196,8 +189,8 @@ pub(crate) struct Sasl {
     pub(crate) step: SaslStep,
 }
 
-/// A login whose credentials are being checked.
-pub(crate) struct Verifying {
+/// A command waiting for slow work done by the driver (a credential check, storage work).
+pub(crate) struct Pending {
     pub(crate) tag: Tag,
     pub(crate) command: CommandName,
     pub(crate) started: Instant,
@@ -310,7 +303,7 @@ impl Session {
         let Mode::Verifying(verifying) = mem::replace(&mut self.mode, Mode::Command) else {
             return;
         };
-        let Verifying {
+        let Pending {
             tag,
             command,
             started,
@@ -353,7 +346,7 @@ impl Session {
         let Mode::Working(working) = mem::replace(&mut self.mode, Mode::Command) else {
             return;
         };
-        let Working {
+        let Pending {
             tag,
             command,
             started,
@@ -469,7 +462,7 @@ impl Session {
             Outcome::Work(work) => {
                 // Handlers that hand out work run from `command`, which has the tag.
                 let tag = tag.map(Tag::new).unwrap_or_else(|| Tag::new(b"*"));
-                self.mode = Mode::Working(Box::new(Working {
+                self.mode = Mode::Working(Box::new(Pending {
                     tag,
                     command: name,
                     started,

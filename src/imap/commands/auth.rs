@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::super::CommandName;
 use super::super::parser::{Args, ParseError};
 use super::super::response::{self, Status};
-use super::super::session::{Credentials, Mode, Outcome, Sasl, SaslStep, Session, Tag, Verifying};
+use super::super::session::{Credentials, Mode, Outcome, Pending, Sasl, SaslStep, Session, Tag};
 
 /// `Username:` and `Password:` in base64, the customary SASL LOGIN prompts.
 const PROMPT_USER: &str = "VXNlcm5hbWU6";
@@ -168,7 +168,7 @@ fn verify(
     started: Instant,
     credentials: Credentials,
 ) -> Outcome {
-    session.mode = Mode::Verifying(Box::new(Verifying {
+    session.mode = Mode::Verifying(Box::new(Pending {
         tag,
         command,
         started,

@@ -246,32 +246,32 @@ pub(super) fn parse(raw: &[u8]) -> Part {
                 split = Some(cur);
             }
             let mut multipart_started = false;
-            if block.eoh.is_some() && info.is_mime {
-                if let Some(text) = info.boundary.take() {
-                    if nested + 1 >= MAX_NESTED {
-                        info.multipart = false;
-                    } else {
-                        boundaries.push(Boundary {
-                            text,
-                            part: cur,
-                            epilogue: false,
-                        });
-                        multipart_started = true;
-                    }
+            if block.eoh.is_some()
+                && info.is_mime
+                && let Some(text) = info.boundary.take()
+            {
+                if nested + 1 >= MAX_NESTED {
+                    info.multipart = false;
+                } else {
+                    boundaries.push(Boundary {
+                        text,
+                        part: cur,
+                        epilogue: false,
+                    });
+                    multipart_started = true;
                 }
             }
             // Dovecot looks for a boundary once more after the empty line that ends the
             // header (with this part's own boundary already active, and ignored): when
             // another part's boundary follows, the empty line goes to the parent.
-            if let (false, Some((eoh_start, _))) = (interrupted, block.eoh) {
-                if total < MAX_TOTAL
-                    && boundary_at(raw, block.stream_pos, &mut boundaries)
-                        .is_some_and(|b| boundaries[b].part != cur)
-                {
-                    interrupted = true;
-                    header_end = eoh_start;
-                    split = Some(cur);
-                }
+            if let (false, Some((eoh_start, _))) = (interrupted, block.eoh)
+                && total < MAX_TOTAL
+                && boundary_at(raw, block.stream_pos, &mut boundaries)
+                    .is_some_and(|b| boundaries[b].part != cur)
+            {
+                interrupted = true;
+                header_end = eoh_start;
+                split = Some(cur);
             }
             if !info.is_mime {
                 info.multipart = false;

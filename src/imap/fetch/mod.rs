@@ -529,6 +529,12 @@ pub fn binary_bytes<'a>(raw: &'a [u8], part: &[u32]) -> Result<Option<Cow<'a, [u
     section::binary_bytes(raw, part)
 }
 
+/// RFC822.SIZE as Dovecot reports it: the message size with every bare LF counted as CRLF,
+/// which is the length of what `BODY[]` / RFC822 sends.
+pub fn rfc822_size(raw: &[u8]) -> usize {
+    mime::size_of(raw, 0, raw.len()).virtual_size
+}
+
 /// Applies `<origin.length>` to section bytes (an origin past the end gives nothing).
 pub fn apply_partial(bytes: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
     let Some((origin, length)) = partial else {

@@ -76,14 +76,12 @@ impl<'a> Parser<'a> {
         let mut start = self.pos;
         while self.pos < self.data.len() {
             match self.data[self.pos] {
-                0 => {
-                    if self.nul_replacement {
-                        let part = self.slice(start, self.pos);
-                        if let Some(c) = self.last_comment.as_mut() {
-                            c.extend_from_slice(part);
-                            c.extend_from_slice(NUL_REPLACEMENT);
-                            start = self.pos + 1;
-                        }
+                0 if self.nul_replacement => {
+                    let part = self.slice(start, self.pos);
+                    if let Some(c) = self.last_comment.as_mut() {
+                        c.extend_from_slice(part);
+                        c.extend_from_slice(NUL_REPLACEMENT);
+                        start = self.pos + 1;
                     }
                 }
                 b'(' => level += 1,
@@ -98,17 +96,15 @@ impl<'a> Parser<'a> {
                         return self.more();
                     }
                 }
-                b'\n' => {
-                    if self.last_comment.is_some() {
-                        let mut part = self.slice(start, self.pos);
-                        if let Some(p) = part.strip_suffix(b"\r") {
-                            part = p;
-                        }
-                        if let Some(c) = self.last_comment.as_mut() {
-                            c.extend_from_slice(part);
-                        }
-                        start = self.pos + 1;
+                b'\n' if self.last_comment.is_some() => {
+                    let mut part = self.slice(start, self.pos);
+                    if let Some(p) = part.strip_suffix(b"\r") {
+                        part = p;
                     }
+                    if let Some(c) = self.last_comment.as_mut() {
+                        c.extend_from_slice(part);
+                    }
+                    start = self.pos + 1;
                 }
                 b'\\' => {
                     self.pos += 1;
@@ -219,12 +215,10 @@ impl<'a> Parser<'a> {
         let mut start = self.pos;
         while self.pos < self.data.len() {
             match self.data[self.pos] {
-                0 => {
-                    if self.nul_replacement {
-                        out.extend_from_slice(self.slice(start, self.pos));
-                        out.extend_from_slice(NUL_REPLACEMENT);
-                        start = self.pos + 1;
-                    }
+                0 if self.nul_replacement => {
+                    out.extend_from_slice(self.slice(start, self.pos));
+                    out.extend_from_slice(NUL_REPLACEMENT);
+                    start = self.pos + 1;
                 }
                 b'"' => {
                     out.extend_from_slice(self.slice(start, self.pos));
@@ -305,12 +299,10 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         while self.pos < self.data.len() {
             match self.data[self.pos] {
-                0 => {
-                    if self.nul_replacement {
-                        out.extend_from_slice(self.slice(start, self.pos));
-                        out.extend_from_slice(NUL_REPLACEMENT);
-                        start = self.pos + 1;
-                    }
+                0 if self.nul_replacement => {
+                    out.extend_from_slice(self.slice(start, self.pos));
+                    out.extend_from_slice(NUL_REPLACEMENT);
+                    start = self.pos + 1;
                 }
                 b'[' => return -1,
                 b']' => {

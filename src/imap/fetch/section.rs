@@ -93,6 +93,9 @@ fn filter_header(
 /// The raw bytes of a section, before line end and NUL normalization.
 fn raw_section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
     if section.part.is_empty() {
+        if section.text.is_none() {
+            return Some(Cow::Borrowed(raw));
+        }
         // Only the top-level header is needed: no part tree.
         let header_end = header::parse_block(raw, 0, |_| false).end;
         let (header, body) = raw.split_at(header_end.min(raw.len()));
@@ -182,8 +185,7 @@ struct Binary<'a> {
 
 impl Binary<'_> {
     fn copy_to(&mut self, end: usize) {
-        if end > self.copy_start {
-            let chunk = &self.raw[self.copy_start..end];
+        if let Some(chunk) = self.raw.get(self.copy_start..end) {
             self.out
                 .extend_from_slice(&normalize(Cow::Borrowed(chunk), false));
         }
@@ -222,7 +224,12 @@ impl Binary<'_> {
                     }
                     // The empty line was accounted to the enclosing part (a boundary follows
                     // it); it is copied with that part, the new header line goes before it.
-                    None if eoh_follows(header, &self.raw[part.body_start..]).is_some() => {
+                    None if eoh_follows(
+                        header,
+                        self.raw.get(part.body_start..).unwrap_or_default(),
+                    )
+                    .is_some() =>
+                    {
                         filtered.extend_from_slice(b"Content-Transfer-Encoding: binary\r\n");
                     }
                     None => {}

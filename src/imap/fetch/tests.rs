@@ -140,6 +140,15 @@ fn bad_input() {
 }
 
 #[test]
+fn sizes() {
+    assert_eq!(rfc822_size(b"a\nb\r\n"), 6);
+    assert_eq!(
+        rfc822_size(MULTI),
+        section_bytes(MULTI, &Section::default()).unwrap().len()
+    );
+}
+
+#[test]
 fn partial_ranges() {
     assert_eq!(apply_partial(b"0123456789", Some((2, 3))), b"234");
     assert_eq!(apply_partial(b"0123456789", Some((8, 10))), b"89");
