@@ -24,12 +24,52 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hato::imap::fetch::{
-    FetchAttr, FetchError, Section, SectionText, apply_partial, binary_bytes, section_bytes,
-    write_bodystructure, write_envelope, write_item_name,
+    FetchAttr, FetchError, Section, SectionText, apply_partial, binary_bytes, rfc822_size,
+    section_bytes, write_bodystructure, write_envelope, write_item_name,
 };
 
-/// Differences that are accepted on purpose: (message, item name, reason).
-const ALLOWED: &[(&str, &str, &str)] = &[];
+// Differences accepted on purpose. Each is a rule, checked only when a comparison fails, and
+// each covers a case where Dovecot's answer is wrong (all on unusual or malformed messages).
+
+/// Dovecot computes BINARY.SIZE by converting the whole message, so one part it cannot decode
+/// (unknown or corrupt transfer encoding) makes BINARY.SIZE of every part fail. hato answers
+/// with the size of the part asked for. Rule: Dovecot says NO to BINARY.SIZE of a part, hato
+/// decodes that part, and hato cannot decode the whole message either.
+const SIZE_OF_WHOLE: &str =
+    "Dovecot's BINARY.SIZE fails for every part once any part of the message is undecodable";
+
+/// Dovecot's BINARY.SIZE can disagree with the BINARY data it sends itself: on bare-LF messages
+/// it compares virtual sizes with physical offsets and counts a neighbouring converted part,
+/// and for a base64 message/rfc822 part it drops the body. Rule: Dovecot's BINARY.SIZE differs
+/// from the length of its own BINARY answer for the same part, and hato's size equals that.
+const SIZE_SELF_INCONSISTENT: &str =
+    "Dovecot's BINARY.SIZE disagrees with the length of its own BINARY data";
+
+/// A base64 or quoted-printable part with an empty body, whose empty header line a boundary
+/// follows directly: Dovecot's BINARY writes that empty line twice (once after the rewritten
+/// header, once with the rest), and when no body needed decoding it sends the original bytes
+/// cut at that wrong length, one or two bytes past the part. Rule: the message has such a part
+/// (per Dovecot's BODYSTRUCTURE), and Dovecot's BINARY data is hato's with one line end added
+/// after `Content-Transfer-Encoding: binary`, or hato's plus at most two bytes; its BINARY.SIZE
+/// then matches its own data.
+const EMPTY_LINE_TWICE: &str =
+    "Dovecot's BINARY repeats the empty line of an encoded part with an empty body";
+
+/// Dovecot drops the connection ("FETCH got too little data") when the BINARY data it produces
+/// is shorter than the size it announced, which happens with the two BINARY bugs described
+/// at [`EMPTY_LINE_TWICE`] and [`HEADER_OVERRUN`]. Rule: Dovecot closed the connection on a
+/// BINARY request, hato answered, and the message has a part of either kind.
+const DISCONNECT: &str = "Dovecot disconnects on BINARY data shorter than it announced";
+
+/// A part header without an empty line (cut short by a boundary): Dovecot's header filter and
+/// its BINARY Content-Transfer-Encoding lookup do not stop at the end of the part and read on
+/// into the next boundary line and the next part's header, up to an empty line, so
+/// HEADER.FIELDS returns lines of other parts and BINARY may even decode a part with the next
+/// part's encoding. hato keeps to the part's header (which is what both servers send for
+/// `BODY[n.HEADER]` and `BODY[n.MIME]`). Rules: for a sub-part's HEADER.FIELDS, hato's
+/// `n.HEADER` has no empty line and hato's answer is a strict prefix of Dovecot's; for BINARY
+/// and BINARY.SIZE, the part asked for contains such a header and Dovecot's answer is longer.
+const HEADER_OVERRUN: &str = "Dovecot reads past the end of a part header that has no empty line";
 
 // ---------------------------------------------------------------------------------------------
 // Dovecot process
@@ -76,14 +116,18 @@ fn dovecot_binary() -> Option<PathBuf> {
     })
 }
 
-/// Finds Dovecot, installing it when missing and possible. `None` means skip.
+/// Finds Dovecot, installing it when missing. `None` means skip: we are not root, so we can
+/// neither install it nor run a private instance that switches to the `nobody` user.
 fn ensure_dovecot() -> Option<PathBuf> {
+    if !is_root() {
+        println!(
+            "SKIPPED: the Dovecot oracle needs root (to install dovecot-imapd if missing and to \
+             run a private Dovecot whose mail user is nobody)"
+        );
+        return None;
+    }
     if let Some(p) = dovecot_binary() {
         return Some(p);
-    }
-    if !is_root() {
-        println!("SKIPPED: dovecot is not installed and we are not root to install it");
-        return None;
     }
     let _ = Command::new("apt-get").arg("update").status();
     let ok = Command::new("apt-get")
@@ -94,10 +138,7 @@ fn ensure_dovecot() -> Option<PathBuf> {
         .unwrap_or(false);
     match dovecot_binary() {
         Some(p) if ok => Some(p),
-        _ => {
-            println!("SKIPPED: dovecot-imapd could not be installed");
-            None
-        }
+        _ => panic!("dovecot-imapd could not be installed with apt-get"),
     }
 }
 
@@ -265,14 +306,22 @@ fn lossy(b: &[u8]) -> String {
 
 struct Client {
     stream: TcpStream,
+    port: u16,
     buf: Vec<u8>,
     tag: u32,
 }
+
+/// One FETCH response item: name, parsed value, raw value bytes.
+type Item = (Vec<u8>, V, Vec<u8>);
 
 enum Reply {
     Ok(Vec<Vec<u8>>),
     No(String),
 }
+
+/// What `fetch` reports when Dovecot dropped the connection (it does so when one of its
+/// streams delivers fewer bytes than it announced); the client has reconnected by then.
+const CLOSED: &str = "connection closed by dovecot";
 
 impl Client {
     fn connect(port: u16) -> Client {
@@ -292,10 +341,11 @@ impl Client {
             .expect("timeout");
         let mut c = Client {
             stream,
+            port,
             buf: Vec::new(),
             tag: 0,
         };
-        let greeting = c.response();
+        let greeting = c.response().expect("greeting");
         assert!(
             greeting.starts_with(b"* OK"),
             "greeting: {}",
@@ -304,8 +354,14 @@ impl Client {
         c
     }
 
+    /// Logs in and selects INBOX.
+    fn login(&mut self) {
+        self.ok("LOGIN hato oracle");
+        self.ok("SELECT INBOX");
+    }
+
     /// Reads one response: a line plus any literals it announces.
-    fn response(&mut self) -> Vec<u8> {
+    fn response(&mut self) -> Result<Vec<u8>, String> {
         let mut start = 0;
         loop {
             if let Some(lf) = self.buf[start..].iter().position(|&c| c == b'\n') {
@@ -319,43 +375,58 @@ impl Client {
                 match literal {
                     Some(n) => {
                         while self.buf.len() < line_end + n {
-                            self.fill();
+                            self.fill()?;
                         }
                         start = line_end + n;
                     }
                     None => {
                         let out: Vec<u8> = self.buf.drain(..line_end).collect();
-                        return out;
+                        return Ok(out);
                     }
                 }
             } else {
-                self.fill();
+                self.fill()?;
             }
         }
     }
 
-    fn fill(&mut self) {
+    fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).expect("read from dovecot");
-        assert!(n > 0, "dovecot closed the connection");
+        let n = self.stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(CLOSED.to_owned());
+        }
         self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     fn command(&mut self, cmd: &str) -> Reply {
+        match self.try_command(cmd) {
+            Ok(reply) => reply,
+            Err(e) => {
+                assert_eq!(e, CLOSED, "{cmd}");
+                *self = Client::connect(self.port);
+                self.login();
+                Reply::No(CLOSED.to_owned())
+            }
+        }
+    }
+
+    fn try_command(&mut self, cmd: &str) -> Result<Reply, String> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
         self.stream
             .write_all(format!("{tag} {cmd}\r\n").as_bytes())
-            .expect("write to dovecot");
+            .map_err(|e| e.to_string())?;
         let mut untagged = Vec::new();
         loop {
-            let r = self.response();
+            let r = self.response()?;
             if r.starts_with(tag.as_bytes()) && r.get(tag.len()) == Some(&b' ') {
                 let status = &r[tag.len() + 1..];
                 if status.starts_with(b"OK") {
-                    return Reply::Ok(untagged);
+                    return Ok(Reply::Ok(untagged));
                 }
-                return Reply::No(lossy(status).trim_end().to_owned());
+                return Ok(Reply::No(lossy(status).trim_end().to_owned()));
             }
             untagged.push(r);
         }
@@ -369,7 +440,7 @@ impl Client {
     }
 
     /// `UID FETCH uid (item)`: the (name, value, raw value bytes) pairs of the FETCH response.
-    fn fetch(&mut self, uid: u32, item: &str) -> Result<Vec<(Vec<u8>, V, Vec<u8>)>, String> {
+    fn fetch(&mut self, uid: u32, item: &str) -> Result<Vec<Item>, String> {
         let untagged = match self.command(&format!("UID FETCH {uid} ({item})")) {
             Reply::Ok(u) => u,
             Reply::No(s) => return Err(s),
@@ -408,9 +479,19 @@ struct Tally {
     allowed: usize,
     per_kind: BTreeMap<&'static str, usize>,
     failures: Vec<String>,
+    /// Equal values, different bytes (a literal where the other side quoted).
+    same_value_only: Vec<String>,
 }
 
 impl Tally {
+    /// Counts a difference accepted by one of the rules above.
+    fn allow(&mut self, msg: &str, kind: &'static str, item: &str, reason: &str) {
+        self.compared += 1;
+        self.allowed += 1;
+        *self.per_kind.entry(kind).or_default() += 1;
+        println!("allowed difference {msg} {item}: {reason}");
+    }
+
     fn check(
         &mut self,
         msg: &str,
@@ -425,12 +506,9 @@ impl Tally {
         if ok {
             if exact {
                 self.byte_identical += 1;
+            } else {
+                self.same_value_only.push(format!("{msg} {item}"));
             }
-            return;
-        }
-        if let Some((_, _, reason)) = ALLOWED.iter().find(|(m, i, _)| *m == msg && *i == item) {
-            self.allowed += 1;
-            println!("allowed difference {msg} {item}: {reason}");
             return;
         }
         self.failures.push(format!("[{msg}] {item}\n{}", detail()));
@@ -510,6 +588,65 @@ fn part_paths(bs: &V) -> Vec<(Vec<u32>, bool)> {
     out
 }
 
+/// Whether `within` (or a part inside it) has a MIME header, or embeds a message whose
+/// header, has no empty line, as hato sees it.
+fn has_open_header(raw: &[u8], bodystructure: &V, within: &[u32]) -> bool {
+    let ends_open = |part: &[u32], text: SectionText| {
+        let section = Section {
+            part: part.to_vec(),
+            text: Some(text),
+        };
+        section_bytes(raw, &section)
+            .is_some_and(|h| !(h.ends_with(b"\r\n\r\n") || h.as_ref() == b"\r\n"))
+    };
+    let root_open = ends_open(&[], SectionText::Header);
+    root_open
+        || part_paths(bodystructure)
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(within))
+            .any(|(p, message)| {
+                ends_open(&p, SectionText::Mime) || (message && ends_open(&p, SectionText::Header))
+            })
+}
+
+/// Whether a leaf part has a base64 or quoted-printable encoding and an empty body.
+fn has_empty_encoded_part(v: &V) -> bool {
+    let V::List(items) = v else { return false };
+    if matches!(items.first(), Some(V::List(_))) {
+        return items.iter().any(has_empty_encoded_part);
+    }
+    let encoded = matches!(items.get(5), Some(V::Str(e))
+        if e.eq_ignore_ascii_case(b"base64") || e.eq_ignore_ascii_case(b"quoted-printable"));
+    let empty = matches!(items.get(6), Some(V::Atom(n)) if n == b"0");
+    (encoded && empty) || items.get(8).is_some_and(has_empty_encoded_part)
+}
+
+/// Dovecot's BINARY data is ours with one line end added after a `Content-Transfer-Encoding:
+/// binary` line, or ours plus one or two bytes.
+fn repeats_empty_line(theirs: &[u8], mine: &[u8]) -> bool {
+    if theirs.len() > mine.len() && theirs.len() <= mine.len() + 2 && theirs.starts_with(mine) {
+        return true;
+    }
+    const CTE: &[u8] = b"Content-Transfer-Encoding: binary\r\n";
+    for eol in [&b"\r\n"[..], b"\n"] {
+        if theirs.len() != mine.len() + eol.len() {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(i) = mine[from..].windows(CTE.len()).position(|w| w == CTE) {
+            let at = from + i + CTE.len();
+            if theirs[..at] == mine[..at]
+                && &theirs[at..at + eol.len()] == eol
+                && theirs[at + eol.len()..] == mine[at..]
+            {
+                return true;
+            }
+            from = at;
+        }
+    }
+    false
+}
+
 fn parse_section_attr(spec: &str) -> FetchAttr {
     // Build the attribute through hato's own parser, as the session would.
     let line = format!("x FETCH 1 (BODY.PEEK[{spec})\r\n");
@@ -557,7 +694,12 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
         .iter()
         .find_map(|(n, v, _)| (n == b"RFC822.SIZE").then(|| v.clone()))
         .expect("RFC822.SIZE value");
-    let mine = section_bytes(raw, &Section::default()).map_or(0, |b| b.len());
+    let mine = rfc822_size(raw);
+    assert_eq!(
+        Some(mine),
+        section_bytes(raw, &Section::default()).map(|b| b.len()),
+        "[{name}] RFC822.SIZE is the length of BODY[]"
+    );
     t.check(
         name,
         "RFC822.SIZE",
@@ -641,6 +783,22 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
             _ if partial.is_some() => "BODY[..]<partial>",
             _ => "BODY[..]",
         };
+        if theirs.as_slice() != mine
+            && !section.part.is_empty()
+            && matches!(section.text, Some(SectionText::HeaderFields { .. }))
+            && theirs.len() > mine.len()
+            && theirs.starts_with(mine)
+        {
+            let header = Section {
+                part: section.part.clone(),
+                text: Some(SectionText::Header),
+            };
+            let header = section_bytes(raw, &header).unwrap_or_default();
+            if !(header.ends_with(b"\r\n\r\n") || header.as_ref() == b"\r\n") {
+                t.allow(name, kind, &label, HEADER_OVERRUN);
+                continue;
+            }
+        }
         t.check(name, kind, &label, theirs.as_slice() == mine, true, || {
             format!(
                 "  dovecot ({} bytes): {:?}\n  hato    ({} bytes, part found: {}): {:?}",
@@ -658,6 +816,10 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
     parts.extend(part_paths(&bodystructure).into_iter().map(|(p, _)| p));
     for part in &parts {
         let spec = section_string(part, "");
+        // The length of Dovecot's own BINARY answer for this part, for BINARY.SIZE, and
+        // whether it was accepted by the EMPTY_LINE_TWICE rule.
+        let mut dovecot_binary_len: Option<usize> = None;
+        let mut empty_line_twice = false;
         for (request, kind) in [
             (format!("BINARY.PEEK[{spec}]"), "BINARY[..]"),
             (format!("BINARY.SIZE[{spec}]"), "BINARY.SIZE[..]"),
@@ -666,19 +828,35 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
             let label = request.replace(".PEEK", "");
             match c.fetch(uid, &request) {
                 Err(no) => {
-                    t.check(
-                        name,
-                        kind,
-                        &label,
-                        mine == Err(FetchError::UnknownCte) && no.contains("UNKNOWN-CTE"),
-                        true,
-                        || {
-                            format!(
-                                "  dovecot: {no}\n  hato:    {:?}",
-                                mine.as_ref().map(|b| b.as_ref().map(|b| lossy(b)))
-                            )
-                        },
-                    );
+                    let expected = match &mine {
+                        Err(FetchError::UnknownCte) => no.contains("[UNKNOWN-CTE]"),
+                        Err(FetchError::InvalidEncoding) => no.contains("[PARSE]"),
+                        Ok(_) => false,
+                    };
+                    // Dovecot disconnects when its BINARY stream comes out shorter than the size it
+                    // announced, which the two BINARY bugs below cause.
+                    if no == CLOSED
+                        && mine.is_ok()
+                        && (has_empty_encoded_part(&bodystructure)
+                            || has_open_header(raw, &bodystructure, part))
+                    {
+                        t.allow(name, kind, &label, DISCONNECT);
+                        continue;
+                    }
+                    if !expected
+                        && kind == "BINARY.SIZE[..]"
+                        && mine.is_ok()
+                        && binary_bytes(raw, &[]).is_err()
+                    {
+                        t.allow(name, kind, &label, SIZE_OF_WHOLE);
+                        continue;
+                    }
+                    t.check(name, kind, &label, expected, true, || {
+                        format!(
+                            "  dovecot: {no}\n  hato:    {:?}",
+                            mine.as_ref().map(|b| b.as_ref().map(|b| lossy(b)))
+                        )
+                    });
                 }
                 Ok(pairs) => {
                     let Some((_, dv, _)) =
@@ -690,12 +868,56 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
                         Ok(b) => b.as_deref().unwrap_or(b"").to_vec(),
                         Err(e) => format!("error {e}").into_bytes(),
                     };
+                    if let V::Str(b) = &dv {
+                        dovecot_binary_len = Some(b.len());
+                    }
                     let ok = match (&dv, kind) {
                         (V::Str(b), "BINARY[..]") => mine.is_ok() && *b == mine_bytes,
                         (V::Atom(n), _) => {
                             mine.is_ok() && *n == mine_bytes.len().to_string().into_bytes()
                         }
                         _ => false,
+                    };
+                    let longer = match &dv {
+                        V::Str(theirs) => theirs.len() > mine_bytes.len(),
+                        V::Atom(n) => std::str::from_utf8(n)
+                            .ok()
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .is_some_and(|n| n > mine_bytes.len()),
+                        _ => false,
+                    };
+                    if !ok && mine.is_ok() && longer && has_open_header(raw, &bodystructure, part) {
+                        t.allow(name, kind, &label, HEADER_OVERRUN);
+                        continue;
+                    }
+                    if !ok && mine.is_ok() && has_empty_encoded_part(&bodystructure) {
+                        let accepted = match &dv {
+                            V::Str(theirs) => repeats_empty_line(theirs, &mine_bytes),
+                            V::Atom(n) => {
+                                empty_line_twice
+                                    && dovecot_binary_len
+                                        .is_some_and(|l| *n == l.to_string().into_bytes())
+                            }
+                            _ => false,
+                        };
+                        if accepted {
+                            empty_line_twice = true;
+                            t.allow(name, kind, &label, EMPTY_LINE_TWICE);
+                            continue;
+                        }
+                    }
+                    if !ok
+                        && mine.is_ok()
+                        && dovecot_binary_len == Some(mine_bytes.len())
+                        && matches!(&dv, V::Atom(n) if *n != mine_bytes.len().to_string().into_bytes())
+                    {
+                        t.allow(name, kind, &label, SIZE_SELF_INCONSISTENT);
+                        continue;
+                    }
+                    let mine_shown = if kind == "BINARY.SIZE[..]" {
+                        mine_bytes.len().to_string().into_bytes()
+                    } else {
+                        mine_bytes.clone()
                     };
                     t.check(name, kind, &label, ok, true, || {
                         format!(
@@ -704,7 +926,7 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
                                 V::Str(b) | V::Atom(b) => b.clone(),
                                 other => format!("{other:?}").into_bytes(),
                             }),
-                            lossy(&mine_bytes)
+                            lossy(&mine_shown)
                         )
                     });
                 }
@@ -728,7 +950,17 @@ fn fetch_matches_dovecot() {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(maildir.join(sub)).expect("maildir");
     }
-    let corpus = corpus::messages();
+    // HATO_ORACLE_RANDOM / HATO_ORACLE_SEED: how many generated messages to add, and from which
+    // seed (40 from a fixed seed by default).
+    let random: usize = std::env::var("HATO_ORACLE_RANDOM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("HATO_ORACLE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_f00d);
+    let corpus = corpus::messages(random, seed);
     assert!(corpus.len() >= 15, "the corpus needs at least 15 messages");
     for (i, (_, raw)) in corpus.iter().enumerate() {
         let file = format!("{}.M{i}P1.hato-oracle:2,S", 1_700_000_000 + i);
@@ -761,8 +993,7 @@ fn fetch_matches_dovecot() {
     let _guard = DovecotGuard { child };
 
     let mut c = Client::connect(port);
-    c.ok("LOGIN hato oracle");
-    c.ok("SELECT INBOX");
+    c.login();
 
     // Map UIDs to corpus entries by content (Dovecot sends BODY[] with CRLF line ends).
     let mut by_content: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
@@ -805,7 +1036,7 @@ fn fetch_matches_dovecot() {
             )
         });
         let (name, raw) = &corpus[i];
-        compare_message(&mut c, uid, name, raw, &mut tally);
+        compare_message(&mut c, uid, name.as_str(), raw, &mut tally);
     }
     let _ = c.command("LOGOUT");
 
@@ -821,6 +1052,10 @@ fn fetch_matches_dovecot() {
     for (kind, n) in &tally.per_kind {
         println!("  {kind}: {n}");
     }
+    println!(
+        "equal values written differently (quoted string vs literal): {}",
+        tally.same_value_only.join(", ")
+    );
     if !tally.failures.is_empty() {
         let log = fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();

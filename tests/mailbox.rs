@@ -92,6 +92,16 @@ fn a_message_dropped_into_new_is_seen_at_check() {
         untagged[0].starts_with("* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {"),
         "{untagged:?}"
     );
+    // A local MDA writes bare LF line ends: RFC822.SIZE must still equal what BODY[] sends.
+    let lf = spool.path().join("mail/carol/new/1700000001.M2P1.test");
+    std::fs::write(&lf, "Subject: lf\n\nline one\nline two\n").expect("drop a message");
+    assert_eq!(c.run("c2", "CHECK"), "c2 OK CHECK completed");
+    c.send(b"g FETCH 2 (RFC822.SIZE BODY.PEEK[])\r\n");
+    let head = c.line();
+    assert_eq!(head, "* 2 FETCH (RFC822.SIZE 35 BODY[] {35}", "{head}");
+    assert_eq!(c.bytes(35), b"Subject: lf\r\n\r\nline one\r\nline two\r\n");
+    assert_eq!(c.line(), ")");
+    assert_eq!(c.until_tagged("g").1, "g OK FETCH completed");
 }
 
 #[test]

@@ -73,9 +73,29 @@ pub(crate) fn letters_of(file_name: &str) -> &str {
 
 /// The size Dovecot records in a base name (`,S=<bytes>`), if any.
 pub(crate) fn size_from_base(base: &str) -> Option<u64> {
-    let start = base.find(",S=")? + 3;
+    number_after(base, ",S=")
+}
+
+/// The virtual size (lines counted with CRLF ends, the RFC822.SIZE) Dovecot records in a base
+/// name (`,W=<bytes>`), if any.
+pub(crate) fn virtual_size_from_base(base: &str) -> Option<u64> {
+    number_after(base, ",W=")
+}
+
+fn number_after(base: &str, marker: &str) -> Option<u64> {
+    let start = base.find(marker)? + marker.len();
     let digits = base[start..].bytes().take_while(u8::is_ascii_digit).count();
     base[start..start + digits].parse().ok()
+}
+
+/// The size of `content` with every bare LF counted as CRLF, as IMAP sees a message.
+pub(crate) fn virtual_size(content: &[u8]) -> u64 {
+    let bare_lf = content
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' && (i == 0 || content[i - 1] != b'\r'))
+        .count();
+    (content.len() + bare_lf) as u64
 }
 
 /// Seconds since the epoch of a time (negative before 1970).

@@ -86,6 +86,12 @@ impl MessageMeta {
     pub fn base(&self) -> &str {
         base_of(&self.file_name)
     }
+
+    /// The RFC822.SIZE (bare LFs counted as CRLF) when the file name records it (`,W=`, as
+    /// hato and Dovecot write it); `None` means it has to be computed from the content.
+    pub fn virtual_size(&self) -> Option<u64> {
+        fsutil::virtual_size_from_base(self.base())
+    }
 }
 
 /// What [`Mailbox::sync`] found.
@@ -351,7 +357,12 @@ impl Mailbox {
             keywords::validate(k)?;
         }
         self.check_not_gone()?;
-        let base = format!("{},S={}", fsutil::unique_name(), content.len());
+        let base = format!(
+            "{},S={},W={}",
+            fsutil::unique_name(),
+            content.len(),
+            fsutil::virtual_size(content)
+        );
         let tmp = self.dir.join("tmp").join(&base);
         let mtime = internal_date.map_or_else(SystemTime::now, fsutil::from_unix_secs);
         fsutil::write_new_file(&tmp, content, Some(mtime)).map_err(|e| self.gone_if_missing(e))?;
@@ -554,7 +565,10 @@ impl Mailbox {
         for uid in wanted {
             while let Some(pos) = snapshot.position(uid) {
                 let m = &snapshot.messages[pos];
-                let base = format!("{},S={}", fsutil::unique_name(), m.size);
+                let base = match m.virtual_size() {
+                    Some(w) => format!("{},S={},W={w}", fsutil::unique_name(), m.size),
+                    None => format!("{},S={}", fsutil::unique_name(), m.size),
+                };
                 let tmp = dest_tmp.join(&base);
                 match link_or_copy(&self.file_path(m), &tmp, m.internal_date) {
                     Ok(()) => {

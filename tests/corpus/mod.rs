@@ -12,6 +12,7 @@ fn crlf(lines: &[&str]) -> Vec<u8> {
         out.extend_from_slice(l.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+
     out
 }
 
@@ -40,8 +41,8 @@ fn base64_lines(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The corpus: (name, raw message).
-pub fn messages() -> Vec<(&'static str, Vec<u8>)> {
+/// The corpus: the hand-written messages, then `random` generated ones from `seed`.
+pub fn messages(random: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
 
     out.push((
@@ -523,5 +524,450 @@ line one\nline two\n--lf\nContent-Type: text/html\n\n<p>x</p>\n--lf--\n"
         ]),
     ));
 
-    out
+    out.push((
+        "address_zoo",
+        crlf(&[
+            "From: \"Joe Q. Public\" <john.q.public@example.com>",
+            "Sender: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>",
+            "To: Mary Smith <mary@x.test>, jdoe@example.org, Who? <one@y.test>",
+            "Cc: <boss@nil.test>, \"Giant; \\\"Big\\\" Box\" <sysservices@example.net>",
+            "Bcc: A Group(Some people):Chris Jones <c@(Chris's host.)public.example>,",
+            "    joe@example.org,",
+            "  John <jdoe@one.test> (my dear friend); (the end of the group)",
+            "Reply-To: (Empty list)(start)Hidden recipients  :(nobody(that I know))  ;",
+            "Subject: Tabs\tand  \"quotes\" and \\backslashes\\ and \"more\" \"quotes\"",
+            "Date: Thu,",
+            "      13",
+            "        Feb",
+            "          1969",
+            "      23:32",
+            "               -0330 (Newfoundland Time)",
+            "Message-ID:              <testabcd.1234@silly.test>",
+            "",
+            "Testing.",
+        ]),
+    ));
+
+    out.push((
+        "address_oddities",
+        crlf(&[
+            "From: user@[192.0.2.1], \"quoted local\"@example.com, john..doe@example.com",
+            "To: @example.com, <>, a@b@c, first.last@sub.example.com., Name <x@y",
+            "Cc: \"unterminated <x@y>",
+            "Bcc: ,, lonely@example.com ,",
+            "Reply-To: =?utf-8?q?Encoded_Group?=: member@example.com;",
+            "Sender: \"\" <empty-name@example.com>",
+            "Subject: odd addresses",
+            "In-Reply-To: <a@b>\r (lone CR)",
+            "",
+            "x",
+        ]),
+    ));
+
+    out.push((
+        "param_oddities",
+        crlf(&[
+            "From: p@example.com",
+            "Subject: parameter oddities",
+            "Mime-Version: 1.0",
+            "Content-Type: multipart/mixed;",
+            " boundary=\"with space and (parens)\"; foo=\"a \\\"quoted\\\" \\\\value\"",
+            "",
+            "--with space and (parens)",
+            "Content-Type: application/octet-stream; name==?utf-8?b?w6kudHh0?=",
+            "Content-Disposition: attachment",
+            "Content-Disposition: inline; filename=second.txt",
+            "",
+            "data",
+            "--with space and (parens)",
+            "Content-Type: text/plain; ;charset=utf-8;; empty=; =novalue; broken=\"unterminated",
+            "Content-ID:",
+            " <folded-id@example.com>",
+            "Content-Location: http://example.com/",
+            " very/long/path",
+            "",
+            "text",
+            "--with space and (parens)",
+            "Content-Type: text/plain; title*0=\"a\"; title*2=\"c\"; x*=us-ascii'en'%41",
+            "Content-Disposition: attachment; FileName=\"\\\\server\\share\"; size=1",
+            "",
+            "more",
+            "--with space and (parens)--",
+        ]),
+    ));
+
+    let long_boundary = "L".repeat(90);
+    out.push((
+        "boundary_edges",
+        crlf(&[
+            "From: b@example.com",
+            "Subject: boundary edge cases",
+            "MIME-Version: 1.0",
+            &format!("Content-Type: multipart/mixed; boundary={long_boundary}"),
+            "",
+            &format!("--{long_boundary}"),
+            "Content-Type: multipart/alternative; boundary=b",
+            "",
+            "--b   ",
+            "Content-Type: text/plain",
+            "",
+            "a line that looks like a boundary follows",
+            "--bxyz is a boundary by prefix",
+            "",
+            "after the prefix boundary",
+            "--b--trailing",
+            "epilogue of b",
+            &format!("--{long_boundary}--"),
+        ]),
+    ));
+
+    out.push((
+        "deep_nesting",
+        crlf(&[
+            "From: deep@example.com",
+            "Subject: deep nesting",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed; boundary=l1",
+            "",
+            "--l1",
+            "Content-Type: message/rfc822",
+            "",
+            "Subject: level 2",
+            "From: two@example.com",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed; boundary=l3",
+            "",
+            "--l3",
+            "Content-Type: message/rfc822",
+            "",
+            "Subject: level 4",
+            "Content-Type: multipart/digest; boundary=l5",
+            "",
+            "--l5",
+            "",
+            "Subject: digest entry",
+            "",
+            "entry",
+            "--l5--",
+            "--l3",
+            "Content-Type: text/plain",
+            "",
+            "level 3 text",
+            "--l3--",
+            "--l1",
+            "Content-Type: text/plain",
+            "",
+            "level 1 text",
+            "--l1--",
+        ]),
+    ));
+
+    out.push((
+        "content_type_without_mime_version",
+        crlf(&[
+            "From: nmv@example.com",
+            "Subject: multipart without MIME-Version",
+            "Content-Type: multipart/alternative; boundary=nmv",
+            "Content-Transfer-Encoding: 7bit",
+            "",
+            "--nmv",
+            "Content-Type: text/plain; charset=us-ascii",
+            "",
+            "plain",
+            "--nmv--",
+        ]),
+    ));
+
+    out.push((
+        "binary_encodings",
+        crlf(&[
+            "From: bin@example.com",
+            "Subject: transfer encodings for BINARY",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed; boundary=bb",
+            "",
+            "--bb",
+            "Content-Type: text/plain",
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            "bad escapes =ZZ and =4 and = space",
+            "soft break at the very end=",
+            "--bb",
+            "Content-Type: application/octet-stream",
+            "Content-Transfer-Encoding: base64",
+            "",
+            "AAECAwQF",
+            "BgcICQoL",
+            "--bb",
+            "Content-Type: application/octet-stream",
+            "Content-Transfer-Encoding: binary",
+            "",
+            "raw binary-ish content",
+            "--bb",
+            "Content-Type: text/plain",
+            "Content-Transfer-Encoding: 8bit",
+            "",
+            "eight bit",
+            "--bb",
+            "Content-Type: text/plain",
+            "Content-Transfer-Encoding: base64",
+            "",
+            "--bb--",
+        ]),
+    ));
+
+    out.push(("empty_file", Vec::new()));
+    out.push(("only_newline", b"\r\n".to_vec()));
+
+    let mut all: Vec<(String, Vec<u8>)> = out
+        .into_iter()
+        .map(|(name, raw)| (name.to_owned(), raw))
+        .collect();
+    all.extend(random_messages(seed, random));
+    all
+}
+
+/// A small deterministic generator (xorshift64*), so the corpus is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const WORDS: &[&str] = &[
+    "alpha", "beta", "gamma", "delta", "--", "=", "x:", "(c)", "\"q\"", "naïve", "über", "end",
+];
+
+const ADDRESSES: &[&str] = &[
+    "a@example.com",
+    "\"Last, First\" <first.last@example.org>",
+    "=?utf-8?q?R=C3=A9mi?= <remi@example.fr>",
+    "Group: m1@example.com, m2@example.com;",
+    "undisclosed-recipients:;",
+    "<route@example.net>",
+    "plain name only",
+    "x@[10.0.0.1] (comment name)",
+];
+
+fn random_words(rng: &mut Rng, max: usize) -> String {
+    let n = 1 + rng.below(max);
+    (0..n)
+        .map(|_| rng.pick(WORDS))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Appends the header and body lines of one random MIME entity.
+fn random_entity(
+    rng: &mut Rng,
+    depth: usize,
+    lines: &mut Vec<String>,
+    boundaries: &mut Vec<String>,
+) {
+    let kind = if depth >= 3 {
+        rng.below(3)
+    } else {
+        rng.below(6)
+    };
+    match kind {
+        // Leaf parts: text, html or an encoded attachment.
+        0..=2 => {
+            let (ct, cte) = match kind {
+                0 => (
+                    rng.pick(&[
+                        "",
+                        "Content-Type: text/plain",
+                        "Content-Type: text/plain; charset=utf-8",
+                        "Content-Type: TEXT/Plain; Charset=\"ISO-8859-1\"; format=flowed",
+                    ]),
+                    rng.pick(&["", "Content-Transfer-Encoding: 7bit", "Content-Transfer-Encoding: 8bit"]),
+                ),
+                1 => (
+                    "Content-Type: text/html; charset=us-ascii",
+                    "Content-Transfer-Encoding: quoted-printable",
+                ),
+                _ => (
+                    rng.pick(&[
+                        "Content-Type: application/octet-stream",
+                        "Content-Type: image/png; name=\"a b.png\"",
+                        "Content-Type: application/pdf;\r\n name*0=\"long \";\r\n name*1=\"name.pdf\"",
+                    ]),
+                    "Content-Transfer-Encoding: base64",
+                ),
+            };
+            for h in [ct, cte] {
+                if !h.is_empty() {
+                    lines.extend(h.split("\r\n").map(str::to_owned));
+                }
+            }
+            if rng.chance(30) {
+                lines.push(format!("Content-ID: <id{}@example.com>", rng.below(1000)));
+            }
+            if rng.chance(30) {
+                lines.push(
+                    rng.pick(&[
+                        "Content-Disposition: attachment; filename=\"f.bin\"",
+                        "Content-Disposition: inline",
+                        "Content-Disposition: attachment;\r\n filename*=utf-8''%C3%A9t%C3%A9.txt",
+                    ])
+                    .replace("\r\n", "\n"),
+                );
+                // Keep folded values as separate lines.
+                if let Some(last) = lines.pop() {
+                    lines.extend(last.split('\n').map(str::to_owned));
+                }
+            }
+            if rng.chance(20) {
+                lines.push(format!("Content-Description: {}", random_words(rng, 4)));
+            }
+            if rng.chance(15) {
+                lines.push("Content-Language: en, fr".to_owned());
+            }
+            lines.push(String::new());
+            match kind {
+                1 => {
+                    for _ in 0..rng.below(4) {
+                        lines.push(format!(
+                            "<p>{} =3D x</p>=",
+                            random_words(rng, 6).replace('=', "=3D")
+                        ));
+                    }
+                    lines.push("<br>".to_owned());
+                }
+                2 => {
+                    let len = rng.below(200);
+                    let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    lines.extend(base64_lines(&data));
+                }
+                _ => {
+                    for _ in 0..rng.below(5) {
+                        if rng.chance(10) {
+                            lines.push("y".repeat(1200));
+                        } else {
+                            lines.push(random_words(rng, 8));
+                        }
+                    }
+                }
+            }
+        }
+        // message/rfc822.
+        3 => {
+            lines.push("Content-Type: message/rfc822".to_owned());
+            lines.push(String::new());
+            random_message_headers(rng, lines);
+            random_entity(rng, depth + 1, lines, boundaries);
+        }
+        // multipart.
+        _ => {
+            let sub = rng.pick(&["mixed", "alternative", "related", "digest", "MIXED"]);
+            // Sometimes a boundary that has the enclosing one as prefix, or the other way.
+            let boundary = match boundaries.last() {
+                Some(outer) if rng.chance(15) => format!("{outer}x"),
+                _ => format!("b{}_{}", depth, rng.below(10_000)),
+            };
+            let quoted = rng.chance(50);
+            lines.push(if quoted {
+                format!("Content-Type: multipart/{sub}; boundary=\"{boundary}\"")
+            } else {
+                format!("Content-Type: multipart/{sub};\r\n\tboundary={boundary}")
+                    .replace("\r\n", "\n")
+            });
+            if let Some(last) = lines.pop() {
+                lines.extend(last.split('\n').map(str::to_owned));
+            }
+            lines.push(String::new());
+            if rng.chance(40) {
+                lines.push(random_words(rng, 6));
+            }
+            boundaries.push(boundary.clone());
+            let children = rng.below(4);
+            for _ in 0..children {
+                lines.push(format!("--{boundary}"));
+                if sub == "digest" && rng.chance(50) {
+                    // No Content-Type in a digest: message/rfc822.
+                    lines.push(String::new());
+                    random_message_headers(rng, lines);
+                    lines.push(String::new());
+                    lines.push(random_words(rng, 5));
+                } else {
+                    random_entity(rng, depth + 1, lines, boundaries);
+                }
+            }
+            boundaries.pop();
+            if children == 0 || rng.chance(85) {
+                lines.push(format!("--{boundary}--"));
+                if rng.chance(30) {
+                    lines.push(random_words(rng, 4));
+                }
+            }
+        }
+    }
+}
+
+fn random_message_headers(rng: &mut Rng, lines: &mut Vec<String>) {
+    if rng.chance(80) {
+        lines.push(format!("From: {}", rng.pick(ADDRESSES)));
+    }
+    if rng.chance(70) {
+        lines.push(format!(
+            "To: {}, {}",
+            rng.pick(ADDRESSES),
+            rng.pick(ADDRESSES)
+        ));
+    }
+    if rng.chance(30) {
+        lines.push(format!("Cc: {}", rng.pick(ADDRESSES)));
+    }
+    if rng.chance(70) {
+        lines.push(format!("Subject: {}", random_words(rng, 6)));
+        if rng.chance(30) {
+            lines.push(format!("\t{}", random_words(rng, 3)));
+        }
+    }
+    if rng.chance(60) {
+        lines.push("Date: Wed, 10 Jan 2024 10:10:10 +0100".to_owned());
+    }
+    if rng.chance(50) {
+        lines.push(format!("Message-ID: <r{}@example.com>", rng.below(100_000)));
+    }
+    if rng.chance(70) {
+        lines.push("MIME-Version: 1.0".to_owned());
+    }
+}
+
+/// `count` random but well-formed-ish MIME messages (every header ends with an empty line,
+/// every transfer encoding is valid), mixing the structures of the hand-written corpus.
+pub fn random_messages(seed: u64, count: usize) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(seed | 1);
+    (0..count)
+        .map(|i| {
+            let mut lines = vec![format!("X-Random: {i}")];
+            random_message_headers(&mut rng, &mut lines);
+            random_entity(&mut rng, 0, &mut lines, &mut Vec::new());
+            let eol: &[u8] = if rng.chance(20) { b"\n" } else { b"\r\n" };
+            let mut raw = Vec::new();
+            for l in &lines {
+                raw.extend_from_slice(l.as_bytes());
+                raw.extend_from_slice(eol);
+            }
+            (format!("random_{i}"), raw)
+        })
+        .collect()
 }

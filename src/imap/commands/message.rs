@@ -150,11 +150,22 @@ fn fetch_command(
                 selected.catch_up(latest, false, &[], out);
             }
             match result {
-                Ok(true) => {
+                Ok(FetchEnd {
+                    undecodable: Some(e),
+                    ..
+                }) => {
+                    let code = match e {
+                        fetch::FetchError::UnknownCte => "UNKNOWN-CTE",
+                        fetch::FetchError::InvalidEncoding => "PARSE",
+                    };
+                    response::tagged(out, tag, Status::No, &format!("[{code}] {e}"));
+                    Status::No
+                }
+                Ok(FetchEnd { missing: false, .. }) => {
                     response::tagged(out, tag, Status::Ok, "FETCH completed");
                     Status::Ok
                 }
-                Ok(false) => {
+                Ok(FetchEnd { missing: true, .. }) => {
                     response::tagged(
                         out,
                         tag,
@@ -251,8 +262,15 @@ impl From<std::io::Error> for FetchFailure {
     }
 }
 
-/// Writes the FETCH responses to the client (`sink`) message by message. Ok(false) when some
-/// message could not be read.
+/// How a FETCH that ran to the end went.
+struct FetchEnd {
+    /// Some message could not be read (expunged meanwhile, or unreadable).
+    missing: bool,
+    /// BINARY of a part that cannot be decoded; that message got no FETCH response (RFC 3516).
+    undecodable: Option<fetch::FetchError>,
+}
+
+/// Writes the FETCH responses to the client (`sink`) message by message.
 fn fetch_work(
     mailbox: &Mailbox,
     targets: &[(u32, u32)],
@@ -260,7 +278,7 @@ fn fetch_work(
     attrs: &[FetchAttr],
     set_seen: bool,
     sink: &mut dyn Write,
-) -> Result<bool, FetchFailure> {
+) -> Result<FetchEnd, FetchFailure> {
     if set_seen {
         let before = mailbox.snapshot();
         let unseen: Vec<u32> = targets
@@ -285,21 +303,27 @@ fn fetch_work(
     }
     let index = mailbox.snapshot();
     let keywords = mailbox.keywords();
-    let load_content = needs_content(attrs);
-    let mut complete = true;
+    let content_items = needs_content(attrs);
+    let wants_size = attrs.contains(&FetchAttr::Rfc822Size);
+    let mut end = FetchEnd {
+        missing: false,
+        undecodable: None,
+    };
     let mut out = Vec::new();
     for (&(msn, uid), &is_recent) in targets.iter().zip(recent) {
         let Some(position) = index.position(uid) else {
-            complete = false;
+            end.missing = true;
             continue;
         };
         let meta = &index.messages[position];
+        // RFC822.SIZE needs the content only for files that do not record it (`,W=`).
+        let load_content = content_items || (wants_size && meta.virtual_size().is_none());
         let raw = if load_content {
             match load(mailbox, uid) {
                 Ok(raw) => Some(raw),
                 Err(e) => {
                     tracing::warn!("FETCH: cannot read message {uid}: {e}");
-                    complete = false;
+                    end.missing = true;
                     continue;
                 }
             }
@@ -307,6 +331,16 @@ fn fetch_work(
             None
         };
         let raw: &[u8] = raw.as_deref().unwrap_or_default();
+        // BINARY of a part that cannot be decoded fails the command; check before answering.
+        if let Some(e) = attrs.iter().find_map(|a| match a {
+            FetchAttr::Binary { part, .. } | FetchAttr::BinarySize { part } => {
+                fetch::binary_bytes(raw, part).err()
+            }
+            _ => None,
+        }) {
+            end.undecodable = Some(e);
+            continue;
+        }
         let out = &mut out;
         out.extend_from_slice(b"* ");
         out.extend_from_slice(msn.to_string().as_bytes());
@@ -326,7 +360,10 @@ fn fetch_work(
                     datetime::write_date_time(meta.internal_date, out);
                 }
                 FetchAttr::Rfc822Size => {
-                    out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
+                    let size = meta
+                        .virtual_size()
+                        .unwrap_or_else(|| fetch::rfc822_size(raw) as u64);
+                    out.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes())
                 }
                 FetchAttr::Envelope => {
                     out.extend_from_slice(b"ENVELOPE ");
@@ -385,8 +422,8 @@ fn fetch_work(
                             }
                             literal_to(sink, out, bytes)?;
                         }
-                        Ok(None) => out.extend_from_slice(b"NIL"),
-                        Err(_) => out.extend_from_slice(b"NIL"),
+                        // A missing part is empty, as Dovecot answers it.
+                        Ok(None) | Err(_) => literal(out, b""),
                     }
                 }
                 FetchAttr::BinarySize { part } => {
@@ -403,7 +440,7 @@ fn fetch_work(
         sink.write_all(out)?;
         out.clear();
     }
-    Ok(complete)
+    Ok(end)
 }
 
 /// Reads a flag list: `(\Seen $Work)` or bare flags up to the end of the command.
