@@ -13,14 +13,15 @@
 //! quoted string and a literal with the same content are equal (Dovecot prefers literals in
 //! some places where hato quotes). How many were byte-identical as well is printed.
 
+mod common;
 mod corpus;
+
+use common::dovecot::{self, Dovecot};
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hato::imap::fetch::{
@@ -70,120 +71,6 @@ const DISCONNECT: &str = "Dovecot disconnects on BINARY data shorter than it ann
 /// `n.HEADER` has no empty line and hato's answer is a strict prefix of Dovecot's; for BINARY
 /// and BINARY.SIZE, the part asked for contains such a header and Dovecot's answer is longer.
 const HEADER_OVERRUN: &str = "Dovecot reads past the end of a part header that has no empty line";
-
-// ---------------------------------------------------------------------------------------------
-// Dovecot process
-
-/// Stops the Dovecot master (and with it its children) when dropped.
-struct DovecotGuard {
-    child: Child,
-}
-
-impl Drop for DovecotGuard {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn dovecot_binary() -> Option<PathBuf> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v dovecot"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    found.or_else(|| {
-        let p = PathBuf::from("/usr/sbin/dovecot");
-        p.exists().then_some(p)
-    })
-}
-
-/// Finds Dovecot, installing it when missing. `None` means skip: we are not root, so we can
-/// neither install it nor run a private instance that switches to the `nobody` user.
-fn ensure_dovecot() -> Option<PathBuf> {
-    if !is_root() {
-        println!(
-            "SKIPPED: the Dovecot oracle needs root (to install dovecot-imapd if missing and to \
-             run a private Dovecot whose mail user is nobody)"
-        );
-        return None;
-    }
-    if let Some(p) = dovecot_binary() {
-        return Some(p);
-    }
-    let _ = Command::new("apt-get").arg("update").status();
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "dovecot-imapd"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    match dovecot_binary() {
-        Some(p) if ok => Some(p),
-        _ => panic!("dovecot-imapd could not be installed with apt-get"),
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let d = dir.display();
-    fs::write(dir.join("passwd"), "hato:{PLAIN}oracle\n").expect("passwd");
-    let conf = format!(
-        "base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/home
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"
-    );
-    let path = dir.join("dovecot.conf");
-    fs::write(&path, conf).expect("dovecot.conf");
-    path
-}
 
 // ---------------------------------------------------------------------------------------------
 // IMAP values
@@ -356,7 +243,7 @@ impl Client {
 
     /// Logs in and selects INBOX.
     fn login(&mut self) {
-        self.ok("LOGIN hato oracle");
+        self.ok(&format!("LOGIN {} {}", dovecot::USER, dovecot::PASSWORD));
         self.ok("SELECT INBOX");
     }
 
@@ -937,19 +824,7 @@ fn compare_message(c: &mut Client, uid: u32, name: &str, raw: &[u8], t: &mut Tal
 
 #[test]
 fn fetch_matches_dovecot() {
-    let Some(dovecot) = ensure_dovecot() else {
-        return;
-    };
     let started = Instant::now();
-    let tmp = tempfile::Builder::new()
-        .prefix("hato-fetch-oracle")
-        .tempdir()
-        .expect("tempdir");
-    let dir = tmp.path();
-    let maildir = dir.join("home/Maildir");
-    for sub in ["cur", "new", "tmp"] {
-        fs::create_dir_all(maildir.join(sub)).expect("maildir");
-    }
     // HATO_ORACLE_RANDOM / HATO_ORACLE_SEED: how many generated messages to add, and from which
     // seed (40 from a fixed seed by default).
     let random: usize = std::env::var("HATO_ORACLE_RANDOM")
@@ -962,35 +837,13 @@ fn fetch_matches_dovecot() {
         .unwrap_or(0x5eed_f00d);
     let corpus = corpus::messages(random, seed);
     assert!(corpus.len() >= 15, "the corpus needs at least 15 messages");
-    for (i, (_, raw)) in corpus.iter().enumerate() {
-        let file = format!("{}.M{i}P1.hato-oracle:2,S", 1_700_000_000 + i);
-        fs::write(maildir.join("cur").join(file), raw).expect("write message");
-    }
-    let status = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dir.join("home"))
-        .status()
-        .expect("chown");
-    assert!(status.success(), "chown failed");
-    let status = Command::new("chmod")
-        .args(["755"])
-        .arg(dir)
-        .status()
-        .expect("chmod");
-    assert!(status.success(), "chmod failed");
-
-    let port = free_port();
-    let conf = write_config(dir, port);
-    let child = Command::new(&dovecot)
-        .arg("-F")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dovecot");
-    let _guard = DovecotGuard { child };
+    let dovecot = Dovecot::start_with(|maildir| {
+        for (i, (_, raw)) in corpus.iter().enumerate() {
+            let file = format!("{}.M{i}P1.hato-oracle:2,S", 1_700_000_000 + i);
+            fs::write(maildir.join("cur").join(file), raw).expect("write message");
+        }
+    });
+    let port = dovecot.imap.port();
 
     let mut c = Client::connect(port);
     c.login();
@@ -1057,7 +910,7 @@ fn fetch_matches_dovecot() {
         tally.same_value_only.join(", ")
     );
     if !tally.failures.is_empty() {
-        let log = fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default();
+        let log = fs::read_to_string(dovecot.dir().join("dovecot.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         panic!(
             "{} of {} comparisons differ from Dovecot:\n{}\n(dovecot log tail:\n{})",

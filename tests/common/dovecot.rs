@@ -43,13 +43,22 @@ fn ensure_dovecot() -> PathBuf {
 
 impl Dovecot {
     pub fn start() -> Dovecot {
+        Dovecot::start_with(|_| {})
+    }
+
+    /// Starts Dovecot after `fill` has put messages into the user's Maildir (INBOX).
+    pub fn start_with(fill: impl FnOnce(&Path)) -> Dovecot {
         let binary = ensure_dovecot();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         // Dovecot drops privileges to the mail user; the tree must be reachable for it.
         let _ = Command::new("chmod").args(["755"]).arg(d).status();
         let home = d.join("home");
-        std::fs::create_dir_all(home.join("Maildir")).expect("home");
+        let maildir = home.join("Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+        }
+        fill(&maildir);
         let _ = Command::new("chown")
             .args(["-R", "nobody:nogroup"])
             .arg(&home)
@@ -89,7 +98,7 @@ impl Dovecot {
         Dovecot {
             child,
             imap,
-            maildir: home.join("Maildir"),
+            maildir,
             _dir: dir,
         }
     }
