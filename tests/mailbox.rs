@@ -275,3 +275,22 @@ fn curl_appends_lists_and_fetches() {
     let fetched = curl(&["--url", &format!("{base}/INBOX;UID=1")]);
     assert_eq!(fetched, "Subject: via curl\r\n\r\nhello from curl\r\n");
 }
+
+#[test]
+fn literal8_append_keeps_nul_bytes_for_binary_fetch() {
+    let spool = Spool::new();
+    let server = spool.start();
+    let mut c = server.connect();
+    assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));
+    let message = b"Subject: nul\r\nContent-Transfer-Encoding: binary\r\n\r\na\0b\r\n";
+    c.send(format!("a APPEND INBOX ~{{{}+}}\r\n", message.len()).as_bytes());
+    c.send(message);
+    c.send(b"\r\n");
+    assert!(c.until_tagged("a").1.starts_with("a OK [APPENDUID"));
+    assert!(c.run("s", "SELECT INBOX").starts_with("s OK"));
+    c.send(b"f FETCH 1 (BINARY.PEEK[1])\r\n");
+    assert_eq!(c.line(), "* 1 FETCH (BINARY[1] ~{5}");
+    assert_eq!(c.bytes(5), b"a\0b\r\n");
+    assert_eq!(c.line(), ")");
+    assert_eq!(c.until_tagged("f").1, "f OK FETCH completed");
+}

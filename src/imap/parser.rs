@@ -271,6 +271,11 @@ impl<'a> Args<'a> {
             }
             Some(b'"') => Token::String(self.quoted()?),
             Some(b'{') => Token::String(Cow::Borrowed(self.literal()?)),
+            // literal8 (RFC 3516 BINARY): `~{n}`, the same framing, any octets.
+            Some(b'~') if self.rest().get(1) == Some(&b'{') => {
+                self.pos += 1;
+                Token::String(Cow::Borrowed(self.literal()?))
+            }
             _ => Token::Atom(self.raw_atom()?),
         }))
     }
@@ -495,6 +500,19 @@ mod tests {
                 Token::ListClose,
             ]
         );
+    }
+
+    #[test]
+    fn literal8_token() {
+        let mut args = parse_command(b"a APPEND INBOX ~{3}\r\na\0b\r\n")
+            .unwrap()
+            .args;
+        assert_eq!(args.token().unwrap(), Some(Token::Atom(b"INBOX")));
+        assert_eq!(
+            args.token().unwrap(),
+            Some(Token::String(Cow::Borrowed(b"a\0b")))
+        );
+        assert!(args.at_end());
     }
 
     #[test]

@@ -145,6 +145,34 @@ c.select_folder("Keep", readonly=True)
 expect_error("STORE in EXAMINE", lambda: c.add_flags([1], [b"\\Seen"]), "READ-ONLY")
 c.close_folder()
 
+# ESEARCH (RFC 4731) and BINARY (RFC 3516).
+attachment = b"\x01binary\xff"  # no NUL: imaplib cannot read literal8 (~{n}) answers
+import base64 as _b64
+multipart = (
+    b"Subject: with attachment\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+    b"--XX\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+    b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    + _b64.b64encode(attachment) + b"\r\n--XX--\r\n"
+)
+c.select_folder("Keep")
+c.append("Keep", multipart)
+typ, data = c._imap._simple_command("UID", "SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+assert typ == "OK", (typ, data)
+esearch = c._imap.untagged_responses.pop("ESEARCH", [None])[0]
+assert esearch is not None and b"UID MIN 1 MAX 3 COUNT 3" in esearch, esearch
+got = c.fetch([3], ["BINARY.PEEK[2]", "BINARY.SIZE[2]"])[3]
+assert got[b"BINARY[2]"] == attachment, got
+assert got[b"BINARY.SIZE[2]"] == len(attachment), got
+c.unselect_folder()
+
+# RENAME INBOX moves its messages into the new folder and leaves INBOX empty (RFC 3501).
+c.append("INBOX", message("moved by rename"))
+c.rename_folder("INBOX", "OldInbox")
+assert c.select_folder("INBOX")[b"EXISTS"] == 0
+assert c.select_folder("OldInbox")[b"EXISTS"] == 1
+c.close_folder()
+
 # Errors: tagged NO/BAD, and the session goes on.
 expect_error("unknown mailbox", lambda: c.select_folder("NoSuchFolder"), "NONEXISTENT")
 expect_error("path trick", lambda: c.create_folder("../escape"))
@@ -160,6 +188,6 @@ expect_error("sequence past the end", lambda: c._imap.fetch("99", "(FLAGS)"))
 expect_error("bad fetch item", lambda: c._imap.fetch("1", "(FLAGZ)"))
 expect_error("bad search", lambda: c._imap.search(None, "(SUBJECT"))
 expect_error("invalid modified UTF-7", lambda: c._imap._simple_command("SELECT", '"&Jjo"'), "UTF-7")
-assert c.search("ALL") == [1, 2]
+assert c.search("ALL") == [1, 2, 3]
 c.logout()
 print(f"all mailbox commands checked (UIDVALIDITY {uidvalidity})")

@@ -802,7 +802,7 @@ pub(crate) fn append(
                 let parsed = datetime::parse_date_time(&text).ok_or(ParseError::BadAtom)?;
                 date = Some(parsed.timestamp());
             }
-            Some(b'{') => match args.token()? {
+            Some(b'{' | b'~') => match args.token()? {
                 Some(Token::String(bytes)) => break bytes.into_owned(),
                 _ => return Err(ParseError::BadLiteral),
             },
