@@ -592,7 +592,10 @@ impl Candidate for SearchItem<'_> {
         self.recent
     }
     fn size(&self) -> u64 {
-        self.index.messages[self.position].size
+        // RFC822.SIZE when the file name records it; the file size otherwise (equal for
+        // messages stored with CRLF line ends, as clients append them).
+        let meta = &self.index.messages[self.position];
+        meta.virtual_size().unwrap_or(meta.size)
     }
     fn internal_date(&self) -> i64 {
         self.index.messages[self.position].internal_date
