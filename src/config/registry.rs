@@ -56,6 +56,8 @@ pub enum SettingId {
     MaxLiteralSize,
     AuthFailDelay,
     PreauthTimeout,
+    IdleKeepalive,
+    IdleTimeoutSeconds,
 }
 
 /// One setting of the reg tree.
@@ -155,7 +157,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 14] = [
+static DEFINITIONS: [SettingDef; 16] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -264,6 +266,24 @@ static DEFINITIONS: [SettingDef; 14] = [
         1,
         3600,
         "a connection that has not logged in within this time is closed",
+    ),
+    number(
+        "IdleKeepalive",
+        SettingId::IdleKeepalive,
+        "120",
+        "seconds",
+        10,
+        3600,
+        "during IDLE, `* OK Still here` after this much silence, so NAT boxes keep the connection",
+    ),
+    number(
+        "IdleTimeoutSeconds",
+        SettingId::IdleTimeoutSeconds,
+        "0",
+        "seconds",
+        0,
+        86_400,
+        "if not 0, replaces IDLETimeout.1 with a time in seconds (for tests and fine tuning)",
     ),
 ];
 

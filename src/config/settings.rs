@@ -42,6 +42,22 @@ pub struct Settings {
     pub auth_fail_delay: Duration,
     /// `PreauthTimeout.1` (seconds): time allowed to log in.
     pub preauth_timeout: Duration,
+    /// `IdleKeepalive.1` (seconds): silence during IDLE before `* OK Still here`.
+    pub idle_keepalive: Duration,
+    /// `IdleTimeoutSeconds.1` (seconds; 0 = use `IDLETimeout.1`).
+    pub idle_timeout_seconds: u64,
+}
+
+impl Settings {
+    /// The time without client traffic after which a session is closed: `IdleTimeoutSeconds.1`
+    /// when set, else `IDLETimeout.1`.
+    pub fn session_timeout(&self) -> Duration {
+        if self.idle_timeout_seconds > 0 {
+            Duration::from_secs(self.idle_timeout_seconds)
+        } else {
+            self.idle_timeout
+        }
+    }
 }
 
 impl Default for Settings {
@@ -61,6 +77,8 @@ impl Default for Settings {
             max_literal_size: 52_428_800,
             auth_fail_delay: Duration::from_millis(2000),
             preauth_timeout: Duration::from_secs(60),
+            idle_keepalive: Duration::from_secs(120),
+            idle_timeout_seconds: 0,
         }
     }
 }
@@ -123,6 +141,10 @@ impl Settings {
             SettingId::PreauthTimeout => {
                 self.preauth_timeout = Duration::from_secs(number(def, text)?)
             }
+            SettingId::IdleKeepalive => {
+                self.idle_keepalive = Duration::from_secs(number(def, text)?)
+            }
+            SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds = number(def, text)?,
         }
         Ok(())
     }
@@ -144,6 +166,8 @@ impl Settings {
             SettingId::MaxLiteralSize => self.max_literal_size = from.max_literal_size,
             SettingId::AuthFailDelay => self.auth_fail_delay = from.auth_fail_delay,
             SettingId::PreauthTimeout => self.preauth_timeout = from.preauth_timeout,
+            SettingId::IdleKeepalive => self.idle_keepalive = from.idle_keepalive,
+            SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds = from.idle_timeout_seconds,
         }
     }
 
@@ -169,6 +193,8 @@ impl Settings {
             SettingId::MaxLiteralSize => self.max_literal_size.to_string(),
             SettingId::AuthFailDelay => self.auth_fail_delay.as_millis().to_string(),
             SettingId::PreauthTimeout => self.preauth_timeout.as_secs().to_string(),
+            SettingId::IdleKeepalive => self.idle_keepalive.as_secs().to_string(),
+            SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds.to_string(),
         }
     }
 

@@ -62,7 +62,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 14);
+    assert_eq!(defs.len(), 16);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -98,6 +98,8 @@ fn table_matches_epost_names_and_defaults() {
         ("MaxLiteralSize", "52428800"),
         ("AuthFailDelay", "2000"),
         ("PreauthTimeout", "60"),
+        ("IdleKeepalive", "120"),
+        ("IdleTimeoutSeconds", "0"),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -197,6 +199,8 @@ fn every_setting_is_read() {
         ("MaxLiteralSize.1", "1048576\n"),
         ("AuthFailDelay.1", "0\n"),
         ("PreauthTimeout.1", "120\n"),
+        ("IdleKeepalive.1", "30\n"),
+        ("IdleTimeoutSeconds.1", "7\n"),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -218,6 +222,8 @@ fn every_setting_is_read() {
         max_literal_size: 1_048_576,
         auth_fail_delay: Duration::ZERO,
         preauth_timeout: Duration::from_secs(120),
+        idle_keepalive: Duration::from_secs(30),
+        idle_timeout_seconds: 7,
     };
     assert_eq!(r.settings, expect);
 }

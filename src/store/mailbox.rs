@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -115,6 +115,9 @@ pub struct Mailbox {
     /// Deleted or renamed away: every operation answers `NoSuchMailbox`.
     gone: AtomicBool,
     state: Mutex<State>,
+    /// Workers with sessions waiting in IDLE on this folder, a bit each (worker `i` is bit
+    /// `i % 64`): who the change hook tells when the index changes.
+    watchers: AtomicU64,
 }
 
 /// What only writers touch (under [`Mailbox::state`]).
@@ -292,6 +295,7 @@ impl Mailbox {
             _user: user,
             index: ArcSwap::from_pointee(known),
             gone: AtomicBool::new(false),
+            watchers: AtomicU64::new(0),
             state: Mutex::new(State {
                 uid_validity: list.uid_validity,
                 next_uid: list.next_uid,
@@ -984,6 +988,25 @@ impl Mailbox {
             messages,
             keywords: st.keywords.clone(),
         }));
+        let watchers = self.watchers.load(Ordering::Acquire);
+        if watchers != 0 {
+            self._user.changed(self.id(), watchers);
+        }
+    }
+
+    /// Identifies this folder while it is open (its address; stable while anyone holds it).
+    pub fn id(&self) -> usize {
+        self as *const Mailbox as usize
+    }
+
+    /// Worker `worker` has sessions in IDLE on this folder: tell it about changes.
+    pub fn watch(&self, worker: usize) {
+        self.watchers.fetch_or(1 << (worker % 64), Ordering::AcqRel);
+    }
+
+    /// Worker `worker` has no more sessions in IDLE on this folder.
+    pub fn unwatch(&self, worker: usize) {
+        self.watchers.fetch_and(!(1 << (worker % 64)), Ordering::AcqRel);
     }
 
     /// Keyword bits for names, adding new keywords to the list (and storing it).

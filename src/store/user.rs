@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::StoreError;
 use super::fsutil;
@@ -84,6 +84,8 @@ pub struct MailboxInfo {
 /// What all handles of one user share.
 pub(crate) struct UserShared {
     root: PathBuf,
+    /// The store's change hook (see [`Store::on_change`]).
+    hook: Arc<OnceLock<Box<ChangeHook>>>,
     /// The store's cache of recently used folders.
     recent: Arc<RecentFolders>,
     /// Folders open somewhere, by canonical name. The user's lock (see the module doc).
@@ -98,6 +100,19 @@ pub struct Store {
     mail_dir: PathBuf,
     users: Mutex<Users>,
     recent: Arc<RecentFolders>,
+    hook: Arc<OnceLock<Box<ChangeHook>>>,
+}
+
+/// Called with a folder's [`Mailbox::id`] and its watcher bits whenever a watched folder's
+/// index changes, from whichever thread made the change. Must not block.
+pub type ChangeHook = dyn Fn(usize, u64) + Send + Sync;
+
+impl UserShared {
+    pub(crate) fn changed(&self, mailbox: usize, watchers: u64) {
+        if let Some(hook) = self.hook.get() {
+            hook(mailbox, watchers);
+        }
+    }
 }
 
 /// Messages whose folders' indexes stay loaded after their last session left (about 120 bytes
@@ -148,7 +163,13 @@ impl Store {
             recent: Arc::new(RecentFolders {
                 folders: Mutex::new(std::collections::VecDeque::new()),
             }),
+            hook: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Installs the hook told about changes to watched folders (once; later calls are ignored).
+    pub fn on_change(&self, hook: impl Fn(usize, u64) + Send + Sync + 'static) {
+        let _ = self.hook.set(Box::new(hook));
     }
 
     /// The user's mail. The first use of a user creates the Maildir root and, when the user has
@@ -168,6 +189,7 @@ impl Store {
                     let shared = Arc::new(UserShared {
                         root: self.mail_dir.join(user),
                         recent: self.recent.clone(),
+                        hook: self.hook.clone(),
                         open: Mutex::new(HashMap::new()),
                         initialized: AtomicBool::new(false),
                     });
