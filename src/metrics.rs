@@ -21,6 +21,10 @@ pub const COMMANDS: &str = "hato_commands_total";
 pub const COMMAND_DURATION: &str = "hato_command_duration_seconds";
 pub const WORKERS: &str = "hato_workers";
 pub const SESSION_CAPACITY: &str = "hato_session_capacity";
+pub const IDLE_SESSIONS: &str = "hato_idle_sessions";
+pub const IDLE_CHECKS: &str = "hato_idle_checks_total";
+pub const BROADCAST_EVENTS: &str = "hato_broadcast_events_total";
+pub const SESSIONS_CLOSED: &str = "hato_sessions_closed_total";
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -52,6 +56,16 @@ fn describe() {
         "Time from a command's last input line to its tagged answer, by command."
     );
     describe_gauge!(WORKERS, "Worker threads (one io_uring ring each).");
+    describe_gauge!(IDLE_SESSIONS, "Sessions in IDLE on a mailbox, by worker.");
+    describe_counter!(
+        IDLE_CHECKS,
+        "Mailboxes re-read by the IDLELoop check (per watched mailbox, not per session)."
+    );
+    describe_counter!(
+        BROADCAST_EVENTS,
+        "Mailbox change notices relayed to a worker's IDLE sessions."
+    );
+    describe_counter!(SESSIONS_CLOSED, "Sessions closed, by reason.");
     describe_gauge!(
         SESSION_CAPACITY,
         "Sessions the process can hold under its open-file limit."
@@ -67,6 +81,12 @@ pub struct WorkerMetrics {
     commands: Vec<[Counter; 3]>,
     /// `durations[name as usize]`.
     durations: Vec<Histogram>,
+    idle_sessions: Gauge,
+    idle_checks: Counter,
+    broadcast_events: Counter,
+    closed_timeout: Counter,
+    closed_logout: Counter,
+    closed_client: Counter,
 }
 
 impl WorkerMetrics {
@@ -88,6 +108,34 @@ impl WorkerMetrics {
             logins_failed: counter!(LOGINS, "result" => "failure"),
             commands,
             durations,
+            idle_sessions: gauge!(IDLE_SESSIONS, "worker" => worker.to_string()),
+            idle_checks: counter!(IDLE_CHECKS),
+            broadcast_events: counter!(BROADCAST_EVENTS),
+            closed_timeout: counter!(SESSIONS_CLOSED, "reason" => "timeout"),
+            closed_logout: counter!(SESSIONS_CLOSED, "reason" => "logout"),
+            closed_client: counter!(SESSIONS_CLOSED, "reason" => "client"),
+        }
+    }
+
+    pub fn idle_sessions(&self, count: usize) {
+        self.idle_sessions.set(count as f64);
+    }
+
+    pub fn idle_checks(&self, mailboxes: usize) {
+        self.idle_checks.increment(mailboxes as u64);
+    }
+
+    pub fn broadcast_event(&self) {
+        self.broadcast_events.increment(1);
+    }
+
+    /// Counts a closed session by why it closed: `timeout`, `logout`, or `client` (the client
+    /// went away).
+    pub fn session_closed_for(&self, reason: &'static str) {
+        match reason {
+            "timeout" => self.closed_timeout.increment(1),
+            "logout" => self.closed_logout.increment(1),
+            _ => self.closed_client.increment(1),
         }
     }
 

@@ -67,6 +67,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Arc::new(UserDirectory::new(passwd));
     let store = Arc::new(Store::new(&spool));
     let shared = SharedSettings::new(settings);
+    // Live reload (SIGHUP, inotify); blocks SIGHUP here, before the workers inherit the mask.
+    let _reload = crate::config::start_reload(tree, shared.clone())
+        .context("starting the settings reload thread")?;
     runtime::serve(ServeOptions {
         settings: shared,
         users,

@@ -47,6 +47,7 @@ mod registry;
 mod settings;
 mod snapshot;
 mod tree;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,10 @@ pub use snapshot::{Reload, SharedSettings};
 pub use tree::{
     Entry, LoadReport, MAX_FILE_BYTES, RegTree, Source, TEMP_PREFIX, TREE_DIR, is_temp_file_name,
     setting_for_file_name,
+};
+pub use watch::{
+    COALESCE, RELOAD_ERRORS_METRIC, RELOADS_METRIC, RESTART_ONLY, ReloadWatcher, Reloader,
+    describe_reload_metrics, needs_restart, start_reload,
 };
 
 /// The spool used when none is given; works without root: `$HATO_SPOOL` if set, else

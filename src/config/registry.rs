@@ -272,7 +272,7 @@ static DEFINITIONS: [SettingDef; 16] = [
         SettingId::IdleKeepalive,
         "120",
         "seconds",
-        10,
+        1,
         3600,
         "during IDLE, `* OK Still here` after this much silence, so NAT boxes keep the connection",
     ),

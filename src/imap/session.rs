@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::selected::Selected;
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Mailbox, Store};
 
 /// What the session needs from its surroundings while it handles input.
 pub struct Context<'a> {
@@ -263,6 +263,39 @@ impl Session {
     /// True while an IDLE command runs.
     pub fn is_idling(&self) -> bool {
         matches!(self.mode, Mode::Idle { .. })
+    }
+
+    /// The mailbox an IDLE command waits on (IDLE with a mailbox selected).
+    pub fn idle_mailbox(&self) -> Option<&Arc<Mailbox>> {
+        if self.is_idling() {
+            self.selected.as_deref().map(|s| &s.mailbox)
+        } else {
+            None
+        }
+    }
+
+    /// During IDLE, reports what changed in the selected mailbox (RFC 2177: expunges too).
+    pub fn idle_push(&mut self, out: &mut Vec<u8>) {
+        if !self.is_idling() {
+            return;
+        }
+        if let Some(selected) = self.selected.as_deref_mut() {
+            let latest = selected.mailbox.snapshot();
+            selected.catch_up(latest, true, &[], out);
+        }
+    }
+
+    /// During IDLE, tells a quiet client the connection is alive.
+    pub fn keepalive(&self, out: &mut Vec<u8>) {
+        if self.is_idling() {
+            out.extend_from_slice(b"* OK Still here\r\n");
+        }
+    }
+
+    /// Ends a session whose client has been silent too long.
+    pub fn time_out(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"* BYE Disconnected for inactivity\r\n");
+        self.state = State::Logout;
     }
 
     /// Bytes held for an unfinished command (0 when idle).

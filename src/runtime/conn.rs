@@ -8,16 +8,19 @@
 //! point needs (the worker, the slab key, the descriptor). Rare, bulky states (a login in
 //! progress, output waiting for a full socket) live in boxed futures of their own.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 
 use tokio_uring::net::TcpStream;
 use tracing::debug;
 
-use super::socket_io;
 use super::worker::Worker;
+use super::{idle, socket_io};
 use crate::imap::session::{Credentials, Step, Work};
 
 /// Serves one connection (whose session is `key`) until the client leaves or the session ends.
@@ -26,22 +29,88 @@ pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, key: usize) {
     // tokio-uring does not cancel in-flight operations when a socket is dropped; shutting the
     // socket down first makes sure nothing stays parked on it.
     let _ = stream.shutdown(Shutdown::Both);
+    let reason = match &result {
+        Ok(reason) => *reason,
+        Err(_) => Closed::Client,
+    };
+    worker.count_closed(reason.label());
     if let (Some(peer), Err(e)) = (worker.close_session(key), result) {
         debug!(worker = worker.id, %peer, "connection ended: {e}");
     }
 }
 
-async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<()> {
+/// Why a connection ended (a metric label).
+#[derive(Clone, Copy)]
+enum Closed {
+    /// The client disconnected, or the socket failed.
+    Client,
+    /// The session ended (LOGOUT, or the protocol closed it).
+    Logout,
+    /// No client traffic for too long.
+    Timeout,
+}
+
+impl Closed {
+    fn label(self) -> &'static str {
+        match self {
+            Closed::Client => "client",
+            Closed::Logout => "logout",
+            Closed::Timeout => "timeout",
+        }
+    }
+}
+
+/// What ended a wait for the client.
+enum Wake {
+    /// The socket has input (or an error or hang-up to read).
+    Input,
+    /// Signal bits from the worker (IDLE push, keepalive, timeout).
+    Signal(u8),
+}
+
+async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
     worker.with_session(key, |session, ctx, out| session.greeting(ctx, out));
     let mut open = true;
     // One send and one wait per turn, so the future has one slot for each.
     while open {
         socket_io::send_all(fd, &worker.out).await?;
-        socket_io::readable(fd).await?;
+        worker.touch_output(key);
+        worker.reconcile_idle(key);
+        // The readiness request stays in flight while signals are answered, so a long IDLE
+        // with many pushes keeps exactly one request in the ring.
+        let mut readable = pin!(socket_io::readable(fd));
+        loop {
+            let wake = poll_fn(|cx| {
+                let bits = worker.take_signal_or_park(key, cx.waker());
+                if bits != 0 {
+                    return Poll::Ready(Ok(Wake::Signal(bits)));
+                }
+                readable.as_mut().poll(cx).map(|r| r.map(|_| Wake::Input))
+            })
+            .await?;
+            let Wake::Signal(bits) = wake else {
+                break;
+            };
+            if bits & idle::TIMEOUT != 0 {
+                worker.with_session(key, |session, _, out| session.time_out(out));
+                socket_io::send_all(fd, &worker.out).await?;
+                return Ok(Closed::Timeout);
+            }
+            worker.with_session(key, |session, _, out| {
+                if bits & idle::PUSH != 0 {
+                    session.idle_push(out);
+                }
+                if bits & idle::KEEPALIVE != 0 {
+                    session.keepalive(out);
+                }
+            });
+            socket_io::send_all(fd, &worker.out).await?;
+            worker.touch_output(key);
+        }
         let step = {
             let mut scratch = worker.scratch.borrow_mut();
             let n = match socket_io::recv(fd, &mut scratch) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(Closed::Client),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -49,6 +118,7 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<()> {
             let input = &scratch[..n];
             worker.with_session(key, |session, ctx, out| session.on_input(input, ctx, out))
         };
+        worker.touch_input(key);
         open = match step.unwrap_or(Step::Close) {
             Step::NeedInput => true,
             Step::Close => false,
@@ -58,7 +128,8 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<()> {
             Step::Work(work) => Box::pin(slow(worker, key, fd, Slow::Work(work))).await?,
         };
     }
-    socket_io::send_all(fd, &worker.out).await
+    socket_io::send_all(fd, &worker.out).await?;
+    Ok(Closed::Logout)
 }
 
 /// Work a session asked for that must not run on the worker thread.

@@ -4,10 +4,12 @@
 //!   `SO_REUSEPORT` listener and its own `slab` of sessions; a session never leaves its worker.
 //! * [`conn`]: the per-connection loop between a socket and its [`crate::imap::session::Session`].
 //! * [`socket_io`]: readiness via io_uring `POLL_ADD`, then non-blocking `recv`/`send`.
+//! * [`idle`]: what reaches a waiting session: IDLE pushes, keepalives, timeouts.
 //! * [`listener`]: binding the per-worker listeners.
 //! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
 
 mod conn;
+mod idle;
 pub mod limits;
 pub mod listener;
 mod socket_io;
@@ -105,6 +107,8 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
         settings.metrics_listen
     );
 
+    let mut notices = idle::Notices::new(workers);
+    notices.install(&options.store);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
     for (id, listener) in listeners.into_iter().enumerate() {
@@ -116,6 +120,7 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
             store: options.store.clone(),
             core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
             slab_capacity: slab_capacity(capacity, workers),
+            notices: notices.take(id),
         };
         let handle = thread::Builder::new()
             .name(format!("hato-worker-{id}"))

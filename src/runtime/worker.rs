@@ -6,6 +6,8 @@ use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
 
 use slab::Slab;
 use tokio::sync::Semaphore;
@@ -14,9 +16,10 @@ use tracing::{debug, warn};
 
 use std::os::fd::RawFd;
 
+use super::idle::{self, WatchTable};
 use super::{conn, socket_io};
 use crate::auth::{AuthError, UserDirectory};
-use crate::config::SharedSettings;
+use crate::config::{Settings, SharedSettings};
 use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Work};
 use crate::metrics::WorkerMetrics;
 use crate::store::Store;
@@ -40,12 +43,23 @@ pub struct WorkerSpec {
     pub core: Option<core_affinity::CoreId>,
     /// Sessions this worker expects to hold at most (its share of the open-file limit).
     pub slab_capacity: usize,
+    /// Change notices for mailboxes this worker's IDLE sessions watch.
+    pub notices: Option<tokio::sync::mpsc::UnboundedReceiver<usize>>,
 }
 
 /// A session and what the worker knows about its connection.
 pub(crate) struct Slot {
     pub(crate) session: Session,
     pub(crate) peer: SocketAddr,
+    /// The session's task while it waits for its client.
+    waker: Option<Waker>,
+    /// Pending [`idle::PUSH`] / [`idle::KEEPALIVE`] / [`idle::TIMEOUT`] bits.
+    signal: u8,
+    /// Worker clock (seconds) of the last input from the client and the last output to it.
+    last_input: u32,
+    last_output: u32,
+    /// The mailbox (id) this session is registered as waiting on in IDLE.
+    idle_on: Option<usize>,
 }
 
 /// A worker's state, shared by its tasks (all on the worker's one thread).
@@ -60,6 +74,9 @@ pub(crate) struct Worker {
     /// Where responses are built before they are sent.
     pub(crate) out: RefCell<Vec<u8>>,
     metrics: RefCell<WorkerMetrics>,
+    watch: RefCell<WatchTable>,
+    /// Start of this worker's coarse clock (seconds, for activity stamps).
+    epoch: Instant,
     verifications: Semaphore,
     work_slots: Semaphore,
 }
@@ -86,9 +103,15 @@ impl Worker {
                 scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
+                watch: RefCell::new(WatchTable::default()),
+                epoch: Instant::now(),
                 verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
                 work_slots: Semaphore::new(CONCURRENT_WORK),
             });
+            if let Some(notices) = spec.notices {
+                tokio_uring::spawn(idle::relay(worker.clone(), notices));
+            }
+            tokio_uring::spawn(idle::housekeeping(worker.clone()));
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
@@ -111,15 +134,159 @@ impl Worker {
 
     pub(crate) fn open_session(&self, peer: SocketAddr) -> usize {
         self.metrics.borrow().session_opened();
+        let now = self.now();
         self.sessions.borrow_mut().insert(Slot {
             session: Session::new(),
             peer,
+            waker: None,
+            signal: 0,
+            last_input: now,
+            last_output: now,
+            idle_on: None,
         })
+    }
+
+    /// Seconds on this worker's coarse clock.
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    pub(crate) fn watch_table(&self) -> std::cell::Ref<'_, WatchTable> {
+        self.watch.borrow()
+    }
+
+    /// Sets signal bits on a session and wakes its task.
+    pub(crate) fn signal(&self, key: usize, bits: u8) {
+        let waker = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(slot) = sessions.get_mut(key) else {
+                return;
+            };
+            slot.signal |= bits;
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes the pending signal bits of a session, or parks its task's waker when there are
+    /// none.
+    pub(crate) fn take_signal_or_park(&self, key: usize, waker: &Waker) -> u8 {
+        let mut sessions = self.sessions.borrow_mut();
+        let Some(slot) = sessions.get_mut(key) else {
+            return idle::TIMEOUT;
+        };
+        if slot.signal != 0 {
+            return std::mem::take(&mut slot.signal);
+        }
+        match &slot.waker {
+            Some(parked) if parked.will_wake(waker) => {}
+            _ => slot.waker = Some(waker.clone()),
+        }
+        0
+    }
+
+    /// The client sent something.
+    pub(crate) fn touch_input(&self, key: usize) {
+        let now = self.now();
+        if let Some(slot) = self.sessions.borrow_mut().get_mut(key) {
+            slot.last_input = now;
+        }
+    }
+
+    /// Something was sent to the client.
+    pub(crate) fn touch_output(&self, key: usize) {
+        let now = self.now();
+        if let Some(slot) = self.sessions.borrow_mut().get_mut(key) {
+            slot.last_output = now;
+        }
+    }
+
+    /// Registers or unregisters the session in the watch table to match whether it is in
+    /// IDLE with a mailbox. A new registration is pushed once at once, for changes made
+    /// between the session's last answer and the registration.
+    pub(crate) fn reconcile_idle(&self, key: usize) {
+        let (want, have) = {
+            let sessions = self.sessions.borrow();
+            let Some(slot) = sessions.get(key) else {
+                return;
+            };
+            (slot.session.idle_mailbox().cloned(), slot.idle_on)
+        };
+        if want.as_ref().map(|m| m.id()) == have {
+            return;
+        }
+        {
+            let mut table = self.watch.borrow_mut();
+            if let Some(old) = have {
+                table.remove(self.id, old, key);
+            }
+            if let Some(mailbox) = &want {
+                table.add(self.id, mailbox, key);
+            }
+            self.metrics.borrow().idle_sessions(table.session_count());
+        }
+        if let Some(slot) = self.sessions.borrow_mut().get_mut(key) {
+            slot.idle_on = want.as_ref().map(|m| m.id());
+        }
+        if want.is_some() {
+            self.signal(key, idle::PUSH);
+        }
+    }
+
+    /// Marks sessions due a keepalive (in IDLE, nothing sent for `IdleKeepalive.1`) or a
+    /// timeout (no client traffic for `PreauthTimeout.1` before login, the session timeout
+    /// after).
+    pub(crate) fn sweep(&self, settings: &Settings) {
+        let now = self.now();
+        let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let keepalive = secs(settings.idle_keepalive);
+        let timeout = secs(settings.session_timeout());
+        let preauth = secs(settings.preauth_timeout);
+        let mut due = Vec::new();
+        for (key, slot) in self.sessions.borrow().iter() {
+            let limit = if slot.session.user().is_some() {
+                timeout
+            } else {
+                preauth
+            };
+            if now.saturating_sub(slot.last_input) >= limit {
+                due.push((key, idle::TIMEOUT));
+            } else if slot.session.is_idling() && now.saturating_sub(slot.last_output) >= keepalive
+            {
+                due.push((key, idle::KEEPALIVE));
+            }
+        }
+        for (key, bits) in due {
+            self.signal(key, bits);
+        }
+    }
+
+    pub(crate) fn count_broadcast(&self) {
+        self.metrics.borrow().broadcast_event();
+    }
+
+    pub(crate) fn count_idle_checks(&self, mailboxes: usize) {
+        self.metrics.borrow().idle_checks(mailboxes);
+    }
+
+    pub(crate) fn count_closed(&self, reason: &'static str) {
+        self.metrics.borrow().session_closed_for(reason);
     }
 
     /// Removes the session; returns the peer it served.
     pub(crate) fn close_session(&self, key: usize) -> Option<SocketAddr> {
         let slot = self.sessions.borrow_mut().try_remove(key)?;
+        if let Some(mailbox) = slot.idle_on {
+            let mut table = self.watch.borrow_mut();
+            table.remove(self.id, mailbox, key);
+            self.metrics.borrow().idle_sessions(table.session_count());
+        }
         self.metrics.borrow().session_closed();
         Some(slot.peer)
     }

@@ -261,6 +261,18 @@ impl Client {
         })
     }
 
+    /// Sets how long a read may wait.
+    pub fn set_timeout(&mut self, limit: Duration) {
+        self.stream
+            .set_read_timeout(Some(limit))
+            .expect("read timeout");
+    }
+
+    /// The buffered reader, for reads that may time out.
+    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
     /// Exactly `n` bytes (a literal's content).
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n];

@@ -1,0 +1,172 @@
+//! What reaches a session while it waits for its client: pushes of mailbox changes during
+//! IDLE, keepalives, and the inactivity timeout.
+//!
+//! * **Watch table.** Each worker keeps, per mailbox its IDLE sessions watch, the slab keys of
+//!   those sessions, and sets its bit on the mailbox ([`Mailbox::watch`]). The store's change
+//!   hook sends the mailbox's id to every watching worker's channel; nothing is shared between
+//!   workers but those channels.
+//! * **Signals.** A waiting session's task parks its waker in its slab slot; a push, keepalive or
+//!   timeout sets a bit in the slot and wakes it, and the session's own task writes the answer,
+//!   so nothing else ever writes to its socket.
+//! * **Housekeeping.** Once a second each worker sweeps its slab for sessions due a keepalive or
+//!   a timeout, and every `IDLELoop.1` seconds it re-reads the mailboxes its IDLE sessions watch
+//!   (on the blocking pool), which catches writers outside hato and, with `Broadcast.1`=0, is
+//!   the only way IDLE sessions learn of changes. Its cost is per watched mailbox, not per
+//!   session.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::worker::Worker;
+use crate::store::{Mailbox, Store};
+
+/// Signal bits in a slot.
+pub(crate) const PUSH: u8 = 1;
+pub(crate) const KEEPALIVE: u8 = 2;
+pub(crate) const TIMEOUT: u8 = 4;
+
+/// The mailboxes a worker's IDLE sessions wait on.
+#[derive(Default)]
+pub(crate) struct WatchTable {
+    by_mailbox: HashMap<usize, (Arc<Mailbox>, Vec<usize>)>,
+}
+
+impl WatchTable {
+    /// Session `key` now waits on `mailbox`.
+    pub(crate) fn add(&mut self, worker: usize, mailbox: &Arc<Mailbox>, key: usize) {
+        let entry = self
+            .by_mailbox
+            .entry(mailbox.id())
+            .or_insert_with(|| (mailbox.clone(), Vec::new()));
+        if entry.1.is_empty() {
+            mailbox.watch(worker);
+        }
+        entry.1.push(key);
+    }
+
+    /// Session `key` no longer waits on mailbox `id`.
+    pub(crate) fn remove(&mut self, worker: usize, id: usize, key: usize) {
+        if let Some((mailbox, keys)) = self.by_mailbox.get_mut(&id) {
+            keys.retain(|&k| k != key);
+            if keys.is_empty() {
+                mailbox.unwatch(worker);
+                self.by_mailbox.remove(&id);
+            }
+        }
+    }
+
+    /// The sessions waiting on mailbox `id`.
+    pub(crate) fn sessions(&self, id: usize) -> Vec<usize> {
+        self.by_mailbox
+            .get(&id)
+            .map(|(_, keys)| keys.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn mailboxes(&self) -> Vec<Arc<Mailbox>> {
+        self.by_mailbox.values().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// Sessions currently in IDLE on a mailbox.
+    pub(crate) fn session_count(&self) -> usize {
+        self.by_mailbox.values().map(|(_, keys)| keys.len()).sum()
+    }
+}
+
+/// One channel per worker; the store's change hook sends to them.
+pub struct Notices {
+    senders: Vec<mpsc::UnboundedSender<usize>>,
+    receivers: Vec<Option<mpsc::UnboundedReceiver<usize>>>,
+}
+
+impl Notices {
+    pub fn new(workers: usize) -> Notices {
+        let (senders, receivers) = (0..workers)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (tx, Some(rx))
+            })
+            .unzip();
+        Notices { senders, receivers }
+    }
+
+    /// Routes the store's change notices to the watching workers.
+    pub fn install(&self, store: &Store) {
+        let senders = self.senders.clone();
+        store.on_change(move |mailbox, watchers| {
+            for (i, sender) in senders.iter().enumerate() {
+                if watchers & (1 << (i % 64)) != 0 {
+                    // A closed channel means the worker is gone; nothing to tell.
+                    let _ = sender.send(mailbox);
+                }
+            }
+        });
+    }
+
+    /// Worker `id`'s receiving end (once).
+    pub fn take(&mut self, id: usize) -> Option<mpsc::UnboundedReceiver<usize>> {
+        self.receivers.get_mut(id).and_then(Option::take)
+    }
+}
+
+/// Relays change notices to the IDLE sessions of this worker (with `Broadcast.1`=1).
+pub(crate) async fn relay(worker: Rc<Worker>, mut notices: mpsc::UnboundedReceiver<usize>) {
+    while let Some(mailbox) = notices.recv().await {
+        if !worker.settings().broadcast {
+            continue;
+        }
+        worker.count_broadcast();
+        for key in worker.watch_table().sessions(mailbox) {
+            worker.signal(key, PUSH);
+        }
+    }
+}
+
+/// The once-a-second sweep: keepalives, timeouts, and the IDLELoop re-read of watched
+/// mailboxes.
+pub(crate) async fn housekeeping(worker: Rc<Worker>) {
+    let mut since_check = Duration::ZERO;
+    let tick = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(tick).await;
+        let settings = worker.settings();
+        worker.sweep(&settings);
+        since_check += tick;
+        if since_check >= settings.idle_loop {
+            since_check = Duration::ZERO;
+            check_watched(&worker, settings.broadcast).await;
+        }
+    }
+}
+
+/// Re-reads every watched mailbox off the thread (two stats each when nothing changed), then,
+/// without Broadcast, tells its IDLE sessions to catch up.
+async fn check_watched(worker: &Rc<Worker>, broadcast: bool) {
+    let mailboxes = worker.watch_table().mailboxes();
+    if mailboxes.is_empty() {
+        return;
+    }
+    worker.count_idle_checks(mailboxes.len());
+    let synced = tokio::task::spawn_blocking(move || {
+        for mailbox in &mailboxes {
+            if let Err(e) = mailbox.sync() {
+                tracing::debug!("IDLE check of {}: {e}", mailbox.name());
+            }
+        }
+        mailboxes
+    })
+    .await;
+    // With Broadcast, a sync that found changes already notified the watchers.
+    if let (Ok(mailboxes), false) = (synced, broadcast) {
+        let table = worker.watch_table();
+        for mailbox in mailboxes {
+            for key in table.sessions(mailbox.id()) {
+                worker.signal(key, PUSH);
+            }
+        }
+    }
+}
