@@ -44,6 +44,7 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), BuildError> {
 }
 
 fn describe() {
+    crate::config::describe_reload_metrics();
     describe_gauge!(SESSIONS, "Open IMAP sessions, by worker.");
     describe_counter!(
         LOGINS,

@@ -10,7 +10,7 @@
 //!   a pointer swap to reload;
 //! * the default spool location ([`default_spool`]).
 //!
-//! It does not watch the tree (SIGHUP/inotify belong to the server) nor export metrics.
+//! [`start_reload`] (in `watch.rs`) applies changes to the tree live, on SIGHUP and inotify.
 //!
 //! # The tree
 //!
