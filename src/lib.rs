@@ -10,6 +10,7 @@
 //! * [`config`]: the E-Post reg tree (`<spool>/reg/epost/ims/EPST5IMAP4S/`) and the live
 //!   settings snapshot.
 //! * [`store`]: Maildir storage: folders, UIDs, flags, the shared per-mailbox index.
+//! * [`lmtp`]: mail delivery: the LMTP server MTAs deliver to, and `hato deliver`.
 //! * [`metrics`]: the Prometheus exporter and the metric names.
 //! * [`cli`]: the `hato` command line.
 
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod imap;
+pub mod lmtp;
 pub mod metrics;
 pub mod runtime;
 pub mod store;

@@ -13,7 +13,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
-use crate::imap::{CommandName, Observer, Status};
+use crate::imap::{CommandName, NoopOutcome, Observer, Status};
 
 pub const SESSIONS: &str = "hato_sessions";
 pub const LOGINS: &str = "hato_logins_total";
@@ -25,6 +25,8 @@ pub const IDLE_SESSIONS: &str = "hato_idle_sessions";
 pub const IDLE_CHECKS: &str = "hato_idle_checks_total";
 pub const BROADCAST_EVENTS: &str = "hato_broadcast_events_total";
 pub const SESSIONS_CLOSED: &str = "hato_sessions_closed_total";
+pub const MAILBOX_SCANS: &str = "hato_mailbox_scans_total";
+pub const NOOPS: &str = "hato_noop_total";
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +69,14 @@ fn describe() {
         "Mailbox change notices relayed to a worker's IDLE sessions."
     );
     describe_counter!(SESSIONS_CLOSED, "Sessions closed, by reason.");
+    describe_counter!(
+        MAILBOX_SCANS,
+        "Full directory reads of a mailbox (file-system work a change or a first open costs)."
+    );
+    describe_counter!(
+        NOOPS,
+        "NOOP commands by outcome: unchanged (free), changed (changes reported), disabled (NOOPPoll.1=0)."
+    );
     describe_gauge!(
         SESSION_CAPACITY,
         "Sessions the process can hold under its open-file limit."
@@ -83,6 +93,8 @@ pub struct WorkerMetrics {
     /// `durations[name as usize]`.
     durations: Vec<Histogram>,
     idle_sessions: Gauge,
+    /// unchanged, changed, disabled.
+    noops: [Counter; 3],
     idle_checks: Counter,
     broadcast_events: Counter,
     closed_timeout: Counter,
@@ -110,6 +122,7 @@ impl WorkerMetrics {
             commands,
             durations,
             idle_sessions: gauge!(IDLE_SESSIONS, "worker" => worker.to_string()),
+            noops: ["unchanged", "changed", "disabled"].map(|o| counter!(NOOPS, "outcome" => o)),
             idle_checks: counter!(IDLE_CHECKS),
             broadcast_events: counter!(BROADCAST_EVENTS),
             closed_timeout: counter!(SESSIONS_CLOSED, "reason" => "timeout"),
@@ -163,6 +176,15 @@ impl Observer for WorkerMetrics {
         if let Some(h) = self.durations.get(i) {
             h.record(started.elapsed().as_secs_f64());
         }
+    }
+
+    fn noop(&mut self, outcome: NoopOutcome) {
+        let i = match outcome {
+            NoopOutcome::Unchanged => 0,
+            NoopOutcome::Changed => 1,
+            NoopOutcome::Disabled => 2,
+        };
+        self.noops[i].increment(1);
     }
 
     fn login(&mut self, success: bool) {

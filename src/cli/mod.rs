@@ -1,5 +1,6 @@
 //! The `hato` command line: `serve`, `user` and `reg`. The only place that uses `anyhow`.
 
+mod deliver;
 mod reg;
 mod serve;
 mod user;
@@ -30,6 +31,8 @@ enum Command {
     /// Read and write the settings in the reg tree.
     #[command(subcommand)]
     Reg(reg::RegCommand),
+    /// Deliver a message from standard input to a user's INBOX (for an MTA).
+    Deliver(deliver::DeliverArgs),
 }
 
 /// The spool directory option shared by every subcommand.
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::User(command) => user::run(command),
         Command::Reg(command) => reg::run(command),
+        Command::Deliver(args) => deliver::run(args),
     };
     match result {
         Ok(code) => code,

@@ -55,10 +55,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.lmtp {
         settings.lmtp_listen = addr;
     }
-    warn!(
-        "LMTP delivery is not part of this build yet; nothing listens on {}",
-        settings.lmtp_listen
-    );
 
     let passwd = PasswdFile::new(settings.passwd_path(&spool));
     if !passwd.exists() {
@@ -70,6 +66,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Live reload (SIGHUP, inotify); blocks SIGHUP here, before the workers inherit the mask.
     let _reload = crate::config::start_reload(tree, shared.clone())
         .context("starting the settings reload thread")?;
+    // LMTP after the reload thread (its threads inherit the blocked SIGHUP) and before the IMAP
+    // line, which stays the last line scripts wait for. A failure to bind is not fatal: IMAP
+    // is still served (and parallel test servers, which share the default port, keep working).
+    let lmtp_addr = shared.load().lmtp_listen;
+    match crate::lmtp::spawn(lmtp_addr, &spool, store.clone(), users.clone(), shared.clone()) {
+        Ok(bound) => println!("hato: listening for LMTP on {bound}"),
+        Err(e) => tracing::error!("{e}; serving IMAP without LMTP delivery"),
+    }
     runtime::serve(ServeOptions {
         settings: shared,
         users,

@@ -106,6 +106,19 @@ pub trait Observer {
     fn command(&mut self, name: CommandName, status: Status, started: Instant);
     /// A login attempt (LOGIN or AUTHENTICATE) finished.
     fn login(&mut self, success: bool);
+    /// A NOOP with a mailbox selected was answered.
+    fn noop(&mut self, outcome: NoopOutcome);
+}
+
+/// What a NOOP with a mailbox selected did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoopOutcome {
+    /// Nothing changed since the client was last told: answered from two pointers.
+    Unchanged,
+    /// Changes were reported.
+    Changed,
+    /// `NOOPPoll.1` is 0: NOOP does not look at the mailbox.
+    Disabled,
 }
 
 /// An observer that records nothing.
@@ -115,6 +128,7 @@ pub struct NoObserver;
 impl Observer for NoObserver {
     fn command(&mut self, _: CommandName, _: Status, _: Instant) {}
     fn login(&mut self, _: bool) {}
+    fn noop(&mut self, _: NoopOutcome) {}
 }
 
 #[cfg(test)]

@@ -104,6 +104,11 @@ impl Selected {
         set.max_number().is_none_or(|max| max <= self.exists())
     }
 
+    /// Whether the client already knows everything `latest` holds (no deferred expunges either).
+    pub fn is_current(&self, latest: &Arc<Index>) -> bool {
+        Arc::ptr_eq(latest, &self.known) && self.uids.len() == latest.messages.len()
+    }
+
     /// Reports what changed between the view and `latest`. Expunges are reported only when
     /// `allow_expunge`; otherwise those messages keep their numbers until a later call. Flag
     /// changes of the UIDs in `quiet` (ascending; the caller answered them itself) are taken in
@@ -115,9 +120,7 @@ impl Selected {
         quiet: &[u32],
         out: &mut Vec<u8>,
     ) {
-        if Arc::ptr_eq(&latest, &self.known)
-            && (!allow_expunge || self.uids.len() == latest.messages.len())
-        {
+        if Arc::ptr_eq(&latest, &self.known) && (!allow_expunge || self.is_current(&latest)) {
             return;
         }
         let keywords = self.mailbox.keywords();

@@ -7,7 +7,10 @@ pub(crate) enum Command {
     /// `LHLO <client name>`.
     Lhlo(String),
     /// `MAIL FROM:<sender> [SIZE=n] [BODY=7BIT|8BITMIME]`; `sender` is empty for `<>`.
-    Mail { sender: String, size: Option<u64> },
+    Mail {
+        sender: String,
+        size: Option<u64>,
+    },
     /// `RCPT TO:<address>`.
     Rcpt(Address),
     Data,
@@ -337,7 +340,10 @@ mod tests {
     #[test]
     fn rcpt_addresses() {
         let a = rcpt("RCPT TO:<carol>");
-        assert_eq!((a.text.as_str(), a.local.as_str(), a.domain), ("carol", "carol", None));
+        assert_eq!(
+            (a.text.as_str(), a.local.as_str(), a.domain),
+            ("carol", "carol", None)
+        );
         let a = rcpt("rcpt to:<Bob+lists@Example.COM>");
         assert_eq!(a.local, "Bob+lists");
         assert_eq!(a.domain.as_deref(), Some("Example.COM"));

@@ -304,6 +304,31 @@ fn path_of(user: &str) -> String {
     }
 }
 
+/// One LMTP client connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+}
+
+impl Client {
+    fn read(&mut self, what: &str) -> Result<Reply, Attempt> {
+        read_reply(&mut self.reader).map_err(|e| unavailable(what, e))
+    }
+
+    fn command(&mut self, line: &str) -> Result<Reply, Attempt> {
+        let w = &mut self.writer;
+        w.write_all(line.as_bytes())
+            .and_then(|()| w.write_all(b"\r\n"))
+            .and_then(|()| w.flush())
+            .map_err(|e| unavailable(line, e))?;
+        self.read(line)
+    }
+}
+
+fn unavailable(what: &str, e: io::Error) -> Attempt {
+    Attempt::Unavailable(format!("{what}: {e}"))
+}
+
 fn via_lmtp(
     addr: SocketAddr,
     token: &str,
@@ -311,7 +336,6 @@ fn via_lmtp(
     sender: &str,
     message: &[u8],
 ) -> Result<(), Attempt> {
-    let unavailable = |what: &str, e: io::Error| Attempt::Unavailable(format!("{what}: {e}"));
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .map_err(|e| unavailable(&format!("connect {addr}"), e))?;
     let setup = (|| {
@@ -319,58 +343,52 @@ fn via_lmtp(
         stream.set_write_timeout(Some(super::IDLE_TIMEOUT))?;
         stream.try_clone()
     })();
-    let mut reader = BufReader::new(setup.map_err(|e| unavailable("socket", e))?);
-    let mut writer = BufWriter::new(&stream);
-    let mut command = |writer: &mut BufWriter<&TcpStream>, line: &str| -> Result<Reply, Attempt> {
-        writer
-            .write_all(line.as_bytes())
-            .and_then(|()| writer.write_all(b"\r\n"))
-            .and_then(|()| writer.flush())
-            .map_err(|e| unavailable(line, e))?;
-        read_reply(&mut reader).map_err(|e| unavailable(line, e))
+    let reader = setup.map_err(|e| unavailable("socket", e))?;
+    let mut client = Client {
+        reader: BufReader::new(reader),
+        writer: BufWriter::new(stream),
     };
-
-    let greeting = read_reply(&mut BufReader::new(&stream));
-    // The greeting was read through a separate buffer; it is one line, so nothing is lost
-    // unless the server sent more before our LHLO, which an LMTP server does not do.
-    let greeting = greeting.map_err(|e| unavailable("greeting", e))?;
+    let greeting = client.read("greeting")?;
     if greeting.code != 220 {
-        return Err(Attempt::Unavailable(format!("greeting {}", greeting.text())));
+        return Err(Attempt::Unavailable(format!(
+            "greeting {}",
+            greeting.text()
+        )));
     }
-    let lhlo = command(&mut writer, &format!("LHLO {DELIVER_CLIENT_NAME}"))?;
+    let lhlo = client.command(&format!("LHLO {DELIVER_CLIENT_NAME}"))?;
     let ours = format!("X-HATO-SPOOL {token}");
     if lhlo.code != 250 || !lhlo.lines.iter().any(|l| l.eq_ignore_ascii_case(&ours)) {
-        let _ = command(&mut writer, "QUIT");
+        let _ = client.command("QUIT");
         return Err(Attempt::Unavailable(
             "the server there does not serve this spool".into(),
         ));
     }
-    let mail = command(
-        &mut writer,
-        &format!("MAIL FROM:<{sender}> SIZE={}", message.len()),
-    )?;
+    let refused = |client: &mut Client, reply: Reply| {
+        let _ = client.command("QUIT");
+        Err(Attempt::Answer(reply.into_error()))
+    };
+    let mail = client.command(&format!("MAIL FROM:<{sender}> SIZE={}", message.len()))?;
     if mail.code != 250 {
-        return Err(Attempt::Answer(mail.into_error()));
+        return refused(&mut client, mail);
     }
-    let rcpt = command(&mut writer, &format!("RCPT TO:{}", path_of(user)))?;
+    let rcpt = client.command(&format!("RCPT TO:{}", path_of(user)))?;
     if rcpt.code != 250 {
-        let _ = command(&mut writer, "QUIT");
-        return Err(Attempt::Answer(rcpt.into_error()));
+        return refused(&mut client, rcpt);
     }
-    let data = command(&mut writer, "DATA")?;
+    let data = client.command("DATA")?;
     if data.code != 354 {
-        return Err(Attempt::Answer(data.into_error()));
+        return refused(&mut client, data);
     }
-    // From here on the server may have the message: failures are temporary, never a second
-    // delivery by the direct path.
+    // From here on the server may have the message: a failure is temporary, and never
+    // followed by a direct delivery (that could store it twice).
     let temporary = |e: io::Error| Attempt::Answer(DeliverError::Temporary(e.to_string()));
-    send_dot_stuffed(&mut writer, message).map_err(temporary)?;
-    let done = read_reply(&mut reader).map_err(temporary)?;
-    let _ = command(&mut writer, "QUIT");
+    send_dot_stuffed(&mut client.writer, message).map_err(temporary)?;
+    let done = read_reply(&mut client.reader).map_err(temporary)?;
     if done.code == 250 {
+        let _ = client.command("QUIT");
         Ok(())
     } else {
-        Err(Attempt::Answer(done.into_error()))
+        refused(&mut client, done)
     }
 }
 
@@ -442,7 +460,12 @@ mod tests {
             code,
             lines: vec![text.to_string()],
         };
-        assert_eq!(reply(550, "5.1.1 <x> User unknown").into_error().exit_code(), 67);
+        assert_eq!(
+            reply(550, "5.1.1 <x> User unknown")
+                .into_error()
+                .exit_code(),
+            67
+        );
         assert_eq!(reply(451, "4.3.0 failure").into_error().exit_code(), 75);
         assert_eq!(reply(552, "5.3.4 too big").into_error().exit_code(), 65);
         assert_eq!(reply(554, "5.0.0 no").into_error().exit_code(), 69);
@@ -471,7 +494,11 @@ mod tests {
             b"Return-Path: <s@example.org>\r\nDelivered-To: <carol>\r\nSubject: x\r\n\r\nhi\r\n"
         );
         let store = Store::new(dir.path());
-        let inbox = store.user("carol").expect("user").open("INBOX").expect("inbox");
+        let inbox = store
+            .user("carol")
+            .expect("user")
+            .open("INBOX")
+            .expect("inbox");
         assert_eq!(inbox.snapshot().messages.len(), 1);
         assert!(matches!(
             local.deliver("nobody", "", b"x\n"),

@@ -132,7 +132,10 @@ pub fn spawn(
 /// returns its UID, once the file, its directory entry and the UID are on disk. Does not check
 /// that `user` is in the passwd-file; callers do.
 pub fn deliver(store: &Store, user: &str, message: &[u8]) -> Result<u32, LmtpError> {
-    Ok(store.user(user)?.open("INBOX")?.append(message, 0, &[], None)?)
+    Ok(store
+        .user(user)?
+        .open("INBOX")?
+        .append(message, 0, &[], None)?)
 }
 
 /// Where a delivery came from, the `via` label of [`DELIVERIES`].
@@ -232,7 +235,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::new(dir.path());
         let uid = deliver(&store, "carol", b"Subject: x\r\n\r\nhi\r\n").expect("deliver");
-        let inbox = store.user("carol").expect("user").open("INBOX").expect("inbox");
+        let inbox = store
+            .user("carol")
+            .expect("user")
+            .open("INBOX")
+            .expect("inbox");
         assert_eq!(inbox.read(uid).expect("read"), b"Subject: x\r\n\r\nhi\r\n");
         assert!(deliver(&store, "../x", b"x").is_err());
     }

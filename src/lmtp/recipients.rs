@@ -47,11 +47,6 @@ impl Recipients {
             .find_map(|c| names.folded.get(&c.to_ascii_lowercase()).cloned()))
     }
 
-    /// Whether `user` is a user name in the file, exactly.
-    pub fn exists(&self, user: &str) -> Result<bool, AuthError> {
-        Ok(self.names()?.exact.contains(user))
-    }
-
     fn names(&self) -> Result<Arc<Names>, AuthError> {
         let path = self.file.path();
         let stamp = fs::metadata(path)
@@ -115,11 +110,12 @@ mod tests {
         assert_eq!(resolve("CAROL@example.com").as_deref(), Some("carol"));
         assert_eq!(resolve("carol+lists@x").as_deref(), Some("carol"));
         assert_eq!(resolve("dave@x").as_deref(), Some("Dave"));
-        assert_eq!(resolve("eve@example.com").as_deref(), Some("eve@example.com"));
+        assert_eq!(
+            resolve("eve@example.com").as_deref(),
+            Some("eve@example.com")
+        );
         assert_eq!(resolve("eve@other.example"), None);
         assert_eq!(resolve("nobody@example.com"), None);
-        assert!(r.exists("carol").expect("exists"));
-        assert!(!r.exists("Carol").expect("exists"));
 
         // A user added later is seen without a restart.
         file.add_user("frank", "pw", Scheme::Plain).expect("add");

@@ -15,9 +15,9 @@ use super::wire::Wire;
 
 /// Connections served at once; one more gets `421` and is closed. An MTA opens a handful
 /// (Postfix's default destination concurrency is 20).
-pub(crate) const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 64;
 /// Longest wait for the client (a command, a piece of DATA) or for it to take our replies.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Stack of a connection thread: the session keeps its buffers on the heap.
 const STACK_SIZE: usize = 256 * 1024;
 
@@ -93,7 +93,12 @@ fn serve_connection(stream: TcpStream, ctx: &Context) {
     let mut wire = Wire::new(&stream, BufWriter::new(writer));
     match session::run(ctx, &mut wire) {
         Ok(()) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             debug!("lmtp: idle timeout");
             let _ = wire.reply(&format!(
                 "421 4.4.2 {} Idle timeout, closing connection",

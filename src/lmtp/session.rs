@@ -348,15 +348,19 @@ mod tests {
         );
         assert_eq!(
             inbox(&s.ctx, "alice"),
-            [b"Return-Path: <sender@example.org>\r\nDelivered-To: <alice@example.com>\r\n\
+            [
+                b"Return-Path: <sender@example.org>\r\nDelivered-To: <alice@example.com>\r\n\
                Subject: hi\r\n\r\n.dot\r\nbody\r\n"
-                .to_vec()]
+                    .to_vec()
+            ]
         );
         assert_eq!(
             inbox(&s.ctx, "carol"),
-            [b"Return-Path: <sender@example.org>\r\nDelivered-To: <Carol>\r\n\
+            [
+                b"Return-Path: <sender@example.org>\r\nDelivered-To: <Carol>\r\n\
                Subject: hi\r\n\r\n.dot\r\nbody\r\n"
-                .to_vec()]
+                    .to_vec()
+            ]
         );
     }
 
@@ -453,9 +457,6 @@ mod tests {
         input.extend(std::iter::repeat_n(b'x', 100_000));
         input.extend_from_slice(b"\r\nNOOP\r\n");
         let replies = session(&s.ctx, &input);
-        assert_eq!(
-            replies[1..],
-            ["500 5.5.2 Line too long", "250 2.0.0 OK"]
-        );
+        assert_eq!(replies[1..], ["500 5.5.2 Line too long", "250 2.0.0 OK"]);
     }
 }

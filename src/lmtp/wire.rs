@@ -227,8 +227,7 @@ mod tests {
             let (end, out, rest) = data(input, 1000, step);
             assert_eq!(end, DataEnd::Complete);
             assert_eq!(
-                out,
-                b"Subject: x\r\n\r\n.leading dot\r\nbare lf\r\n",
+                out, b"Subject: x\r\n\r\n.leading dot\r\nbare lf\r\n",
                 "step {step}"
             );
             assert_eq!(rest, b"NOOP\r\n");
@@ -291,7 +290,13 @@ mod tests {
         let mut input = b"NOOP\r\nRSET\n".to_vec();
         input.extend(std::iter::repeat_n(b'A', MAX_LINE + 10));
         input.extend_from_slice(b"\r\nQUIT\r\npartial");
-        let mut wire = Wire::new(Trickle { data: &input, step: 5 }, Vec::new());
+        let mut wire = Wire::new(
+            Trickle {
+                data: &input,
+                step: 5,
+            },
+            Vec::new(),
+        );
         let mut line = Vec::new();
         assert_eq!(wire.read_line(&mut line).expect("1"), LineRead::Line);
         assert_eq!(line, b"NOOP");
@@ -308,7 +313,9 @@ mod tests {
         struct Log(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
         impl Write for Log {
             fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.borrow_mut().push(format!("w:{}", String::from_utf8_lossy(b)));
+                self.0
+                    .borrow_mut()
+                    .push(format!("w:{}", String::from_utf8_lossy(b)));
                 Ok(b.len())
             }
             fn flush(&mut self) -> io::Result<()> {

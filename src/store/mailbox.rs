@@ -764,6 +764,7 @@ impl Mailbox {
             return Ok(None);
         }
 
+        metrics::counter!(crate::metrics::MAILBOX_SCANS).increment(1);
         // new/ -> cur/, as every Maildir reader does.
         let mut moved: HashSet<String> = HashSet::new();
         let mut names: Vec<(String, bool)> = Vec::new();
@@ -1006,7 +1007,8 @@ impl Mailbox {
 
     /// Worker `worker` has no more sessions in IDLE on this folder.
     pub fn unwatch(&self, worker: usize) {
-        self.watchers.fetch_and(!(1 << (worker % 64)), Ordering::AcqRel);
+        self.watchers
+            .fetch_and(!(1 << (worker % 64)), Ordering::AcqRel);
     }
 
     /// Keyword bits for names, adding new keywords to the list (and storing it).

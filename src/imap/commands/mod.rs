@@ -85,7 +85,7 @@ pub(crate) fn dispatch(
         C::Login => auth::login(session, &mut args, tag, started),
         C::Authenticate => auth::authenticate(session, &mut args, tag, started, out),
         C::Idle => idle::start(session, &args, tag, ctx, out),
-        C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, out),
+        C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, ctx, out),
         C::Noop => general::noop(&args, tag, out),
         C::Select => mailbox::select(session, &mut args, ctx, false),
         C::Examine => mailbox::select(session, &mut args, ctx, true),

@@ -1,9 +1,10 @@
 //! Commands of the selected state that concern the mailbox as a whole: NOOP (with a mailbox),
 //! CHECK, CLOSE, UNSELECT, EXPUNGE.
 
+use super::super::NoopOutcome;
 use super::super::parser::{Args, ParseError};
 use super::super::response::{self, Status};
-use super::super::session::{Done, Outcome, Session, Work};
+use super::super::session::{Context, Done, Outcome, Session, Work};
 use std::sync::Arc;
 
 use super::mailbox::store_failure;
@@ -15,19 +16,31 @@ pub(crate) fn no_mailbox(tag: &[u8], out: &mut Vec<u8>) -> Outcome {
     Outcome::Done(Status::Bad)
 }
 
-/// NOOP with a mailbox selected: reports what changed in the shared index since the client
-/// was last told. Comparing the snapshot pointer first makes an unchanged NOOP free of work.
+/// NOOP with a mailbox selected (`NOOPPoll.1`): reports what changed in the shared index since
+/// the client was last told. An unchanged mailbox is recognised by its snapshot pointer, so
+/// that NOOP touches no file and allocates nothing; with `NOOPPoll.1`=0 NOOP does not look.
 pub(crate) fn noop(
     session: &mut Session,
     args: &Args<'_>,
     tag: &[u8],
+    ctx: &mut Context<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
     args.finish()?;
-    if let Some(selected) = session.selected.as_deref_mut() {
-        let latest = selected.mailbox.snapshot();
-        selected.catch_up(latest, true, &[], out);
-    }
+    let outcome = match session.selected.as_deref_mut() {
+        Some(_) if !ctx.settings.noop_poll => NoopOutcome::Disabled,
+        Some(selected) => {
+            let latest = selected.mailbox.snapshot();
+            if selected.is_current(&latest) {
+                NoopOutcome::Unchanged
+            } else {
+                selected.catch_up(latest, true, &[], out);
+                NoopOutcome::Changed
+            }
+        }
+        None => NoopOutcome::Disabled,
+    };
+    ctx.observer.noop(outcome);
     response::tagged(out, tag, Status::Ok, "NOOP completed");
     Ok(Outcome::Done(Status::Ok))
 }
