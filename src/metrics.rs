@@ -27,6 +27,7 @@ pub const BROADCAST_EVENTS: &str = "hato_broadcast_events_total";
 pub const SESSIONS_CLOSED: &str = "hato_sessions_closed_total";
 pub const MAILBOX_SCANS: &str = "hato_mailbox_scans_total";
 pub const NOOPS: &str = "hato_noop_total";
+pub const NOTIFY_LATENCY: &str = "hato_notify_latency_seconds";
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -69,6 +70,11 @@ fn describe() {
         "Mailbox change notices relayed to a worker's IDLE sessions."
     );
     describe_counter!(SESSIONS_CLOSED, "Sessions closed, by reason.");
+    describe_histogram!(
+        NOTIFY_LATENCY,
+        Unit::Seconds,
+        "From a mailbox change to its untagged response written to an IDLE session."
+    );
     describe_counter!(
         MAILBOX_SCANS,
         "Full directory reads of a mailbox (file-system work a change or a first open costs)."
@@ -96,6 +102,7 @@ pub struct WorkerMetrics {
     /// unchanged, changed, disabled.
     noops: [Counter; 3],
     idle_checks: Counter,
+    notify_latency: Histogram,
     broadcast_events: Counter,
     closed_timeout: Counter,
     closed_logout: Counter,
@@ -124,6 +131,7 @@ impl WorkerMetrics {
             idle_sessions: gauge!(IDLE_SESSIONS, "worker" => worker.to_string()),
             noops: ["unchanged", "changed", "disabled"].map(|o| counter!(NOOPS, "outcome" => o)),
             idle_checks: counter!(IDLE_CHECKS),
+            notify_latency: histogram!(NOTIFY_LATENCY),
             broadcast_events: counter!(BROADCAST_EVENTS),
             closed_timeout: counter!(SESSIONS_CLOSED, "reason" => "timeout"),
             closed_logout: counter!(SESSIONS_CLOSED, "reason" => "logout"),
@@ -137,6 +145,10 @@ impl WorkerMetrics {
 
     pub fn idle_checks(&self, mailboxes: usize) {
         self.idle_checks.increment(mailboxes as u64);
+    }
+
+    pub fn notify_latency(&self, latency: std::time::Duration) {
+        self.notify_latency.record(latency.as_secs_f64());
     }
 
     pub fn broadcast_event(&self) {

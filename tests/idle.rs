@@ -84,6 +84,9 @@ fn changes_reach_idle_sessions_on_every_worker_at_once() {
     }
     let pushed = server.metric("hato_broadcast_events_total").unwrap_or(0.0);
     assert!(pushed >= 3.0, "broadcast events: {pushed}");
+    // Every push was timed, from the change to the write (6 sessions x 3 changes at least).
+    let timed = server.metric("hato_notify_latency_seconds_count").unwrap_or(0.0);
+    assert!(timed >= 18.0, "notify latency samples: {timed}");
 }
 
 #[test]

@@ -275,14 +275,19 @@ impl Session {
     }
 
     /// During IDLE, reports what changed in the selected mailbox (RFC 2177: expunges too).
-    pub fn idle_push(&mut self, out: &mut Vec<u8>) {
+    /// Returns when the reported change was made, if anything was reported.
+    pub fn idle_push(&mut self, out: &mut Vec<u8>) -> Option<Instant> {
         if !self.is_idling() {
-            return;
+            return None;
         }
-        if let Some(selected) = self.selected.as_deref_mut() {
-            let latest = selected.mailbox.snapshot();
-            selected.catch_up(latest, true, &[], out);
+        let selected = self.selected.as_deref_mut()?;
+        let latest = selected.mailbox.snapshot();
+        if selected.is_current(&latest) {
+            return None;
         }
+        let published = latest.published;
+        selected.catch_up(latest, true, &[], out);
+        Some(published)
     }
 
     /// During IDLE, tells a quiet client the connection is alive.

@@ -96,16 +96,24 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
                 socket_io::send_all(fd, &worker.out).await?;
                 return Ok(Closed::Timeout);
             }
-            worker.with_session(key, |session, _, out| {
-                if bits & idle::PUSH != 0 {
-                    session.idle_push(out);
-                }
-                if bits & idle::KEEPALIVE != 0 {
-                    session.keepalive(out);
-                }
-            });
+            let changed_at = worker
+                .with_session(key, |session, _, out| {
+                    let pushed = if bits & idle::PUSH != 0 {
+                        session.idle_push(out)
+                    } else {
+                        None
+                    };
+                    if bits & idle::KEEPALIVE != 0 {
+                        session.keepalive(out);
+                    }
+                    pushed
+                })
+                .flatten();
             socket_io::send_all(fd, &worker.out).await?;
             worker.touch_output(key);
+            if let Some(changed_at) = changed_at {
+                worker.record_notify_latency(changed_at.elapsed());
+            }
         }
         let step = {
             let mut scratch = worker.scratch.borrow_mut();

@@ -267,6 +267,10 @@ impl Worker {
         }
     }
 
+    pub(crate) fn record_notify_latency(&self, latency: std::time::Duration) {
+        self.metrics.borrow().notify_latency(latency);
+    }
+
     pub(crate) fn count_broadcast(&self) {
         self.metrics.borrow().broadcast_event();
     }

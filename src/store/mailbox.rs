@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -43,6 +43,9 @@ pub struct Index {
     pub messages: Vec<MessageMeta>,
     /// The keyword names the `keywords` bits of [`MessageMeta::flags`] refer to.
     pub keywords: Arc<Keywords>,
+    /// When this index was published (the change it carries was made), for the latency of
+    /// pushing changes to IDLE sessions.
+    pub published: Instant,
 }
 
 impl Index {
@@ -272,6 +275,7 @@ impl Mailbox {
             ),
         };
         let known = Index {
+            published: Instant::now(),
             uid_validity: list.uid_validity,
             uid_next: list.next_uid,
             generation: 0,
@@ -983,6 +987,7 @@ impl Mailbox {
     fn publish(&self, st: &mut State, messages: Vec<MessageMeta>) {
         st.generation += 1;
         self.index.store(Arc::new(Index {
+            published: Instant::now(),
             uid_validity: st.uid_validity,
             uid_next: st.next_uid,
             generation: st.generation,
