@@ -85,7 +85,9 @@ fn changes_reach_idle_sessions_on_every_worker_at_once() {
     let pushed = server.metric("hato_broadcast_events_total").unwrap_or(0.0);
     assert!(pushed >= 3.0, "broadcast events: {pushed}");
     // Every push was timed, from the change to the write (6 sessions x 3 changes at least).
-    let timed = server.metric("hato_notify_latency_seconds_count").unwrap_or(0.0);
+    let timed = server
+        .metric("hato_notify_latency_seconds_count")
+        .unwrap_or(0.0);
     assert!(timed >= 18.0, "notify latency samples: {timed}");
 }
 
@@ -186,4 +188,47 @@ fn idlecmd_0_refuses_idle_in_the_selected_state_too() {
     let server = spool.start();
     let mut c = logged_in_selected(&server);
     assert_eq!(c.run("i", "IDLE"), "i BAD IDLE is disabled on this server");
+}
+
+#[test]
+fn an_lmtp_delivery_wakes_an_idle_session() {
+    let spool = Spool::new();
+    let lmtp = format!("127.0.0.1:{}", common::free_port());
+    spool.reg_set("LmtpListen", &lmtp);
+    let server = spool.start();
+    let mut idler = logged_in_selected(&server);
+    idle(&mut idler);
+    let stream = std::net::TcpStream::connect(&lmtp).expect("connect to LMTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut reply = |expect: &str| {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).expect("LMTP reply");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        assert!(
+            line.starts_with(expect),
+            "LMTP said {line:?}, expected {expect}"
+        );
+    };
+    use std::io::Write;
+    reply("220");
+    for (command, expect) in [
+        ("LHLO test\r\n", "250"),
+        ("MAIL FROM:<a@example.com>\r\n", "250"),
+        ("RCPT TO:<carol@example.com>\r\n", "250"),
+        ("DATA\r\n", "354"),
+        ("Subject: via lmtp\r\n\r\nhello\r\n.\r\n", "250"),
+    ] {
+        writer.write_all(command.as_bytes()).expect("send");
+        reply(expect);
+    }
+    expect_line(&mut idler, Duration::from_secs(5), |l| l == "* 1 EXISTS");
 }

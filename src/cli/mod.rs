@@ -1,4 +1,5 @@
-//! The `hato` command line: `serve`, `user` and `reg`. The only place that uses `anyhow`.
+//! The `hato` command line: `serve`, `user`, `reg` and `deliver`. The only place that uses
+//! `anyhow`.
 
 mod deliver;
 mod reg;

@@ -62,6 +62,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let users = Arc::new(UserDirectory::new(passwd));
     let store = Arc::new(Store::new(&spool));
+    let lmtp_addr = settings.lmtp_listen;
     let shared = SharedSettings::new(settings);
     // Live reload (SIGHUP, inotify); blocks SIGHUP here, before the workers inherit the mask.
     let _reload = crate::config::start_reload(tree, shared.clone())
@@ -69,8 +70,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // LMTP after the reload thread (its threads inherit the blocked SIGHUP) and before the IMAP
     // line, which stays the last line scripts wait for. A failure to bind is not fatal: IMAP
     // is still served (and parallel test servers, which share the default port, keep working).
-    let lmtp_addr = shared.load().lmtp_listen;
-    match crate::lmtp::spawn(lmtp_addr, &spool, store.clone(), users.clone(), shared.clone()) {
+    match crate::lmtp::spawn(
+        lmtp_addr,
+        &spool,
+        store.clone(),
+        users.clone(),
+        shared.clone(),
+    ) {
         Ok(bound) => println!("hato: listening for LMTP on {bound}"),
         Err(e) => tracing::error!("{e}; serving IMAP without LMTP delivery"),
     }

@@ -68,7 +68,7 @@ const BAD_ADDRESS: &str = "501 5.1.3 Bad address syntax";
 const NOT_IMPLEMENTED: &str = "502 5.5.1 Command not implemented";
 
 /// Longest address accepted (RFC 5321 allows 256 octets for a path).
-const MAX_ADDRESS: usize = 512;
+pub(crate) const MAX_ADDRESS: usize = 512;
 
 /// Parses one command line (without its line end).
 pub(crate) fn parse(line: &[u8]) -> Result<Command, &'static str> {

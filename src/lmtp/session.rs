@@ -17,6 +17,12 @@ use crate::store::{Store, StoreError};
 
 /// Recipients accepted in one transaction (RFC 5321 asks for at least 100).
 const MAX_RECIPIENTS: usize = 100;
+/// Room kept in front of the message for the trace headers of each copy, so that each
+/// recipient's copy is stored from one buffer without copying the message (both addresses are
+/// at most [`command::MAX_ADDRESS`] bytes).
+const HEADROOM: usize = 2 * command::MAX_ADDRESS + 64;
+/// Most memory reserved up front for a message announced with `SIZE=` (larger ones grow).
+const MAX_RESERVE: u64 = 64 * 1024 * 1024;
 /// Refused command lines after which the session is closed (a client speaking another
 /// protocol, or garbage, should not hold a connection slot forever).
 const MAX_ERRORS: u32 = 50;
@@ -34,6 +40,8 @@ pub(crate) struct Context {
 
 struct Transaction {
     sender: String,
+    /// `SIZE=` of MAIL, if given.
+    size: Option<u64>,
     recipients: Vec<Recipient>,
 }
 
@@ -48,7 +56,6 @@ pub(crate) fn run<R: Read, W: Write>(ctx: &Context, wire: &mut Wire<R, W>) -> io
     let host = &ctx.hostname;
     wire.reply(&format!("220 {host} LMTP hato ready"))?;
     let mut line = Vec::new();
-    let mut body = Vec::new();
     let mut client: Option<String> = None;
     let mut tx: Option<Transaction> = None;
     let mut errors = 0u32;
@@ -94,6 +101,7 @@ pub(crate) fn run<R: Read, W: Write>(ctx: &Context, wire: &mut Wire<R, W>) -> io
                 } else {
                     tx = Some(Transaction {
                         sender,
+                        size,
                         recipients: Vec::new(),
                     });
                     wire.reply("250 2.1.0 Sender OK")?;
@@ -136,7 +144,10 @@ pub(crate) fn run<R: Read, W: Write>(ctx: &Context, wire: &mut Wire<R, W>) -> io
                     continue;
                 }
                 wire.reply("354 Start mail input; end with <CRLF>.<CRLF>")?;
-                match wire.read_data(&mut body, max_size)? {
+                let reserve = current.size.unwrap_or(0).min(max_size).min(MAX_RESERVE);
+                let mut buffer = Vec::with_capacity(HEADROOM + reserve as usize);
+                buffer.resize(HEADROOM, 0);
+                match wire.read_data(&mut buffer, max_size)? {
                     DataEnd::Eof => return Ok(()),
                     DataEnd::TooBig => {
                         for r in &current.recipients {
@@ -152,10 +163,9 @@ pub(crate) fn run<R: Read, W: Write>(ctx: &Context, wire: &mut Wire<R, W>) -> io
                         } else {
                             Via::Lmtp
                         };
-                        deliver_all(ctx, wire, &current, &body, via)?;
+                        deliver_all(ctx, wire, &current, &mut buffer, via)?;
                     }
                 }
-                body = Vec::new();
             }
             Command::Rset => {
                 tx = None;
@@ -174,31 +184,43 @@ pub(crate) fn run<R: Read, W: Write>(ctx: &Context, wire: &mut Wire<R, W>) -> io
 }
 
 /// One reply per accepted recipient, in RCPT order, each sent once its copy is durably stored
-/// (or failed). A user named twice gets one copy and the same answer twice.
+/// (or failed). A user named twice gets one copy and the same answer twice. `buffer` is
+/// [`HEADROOM`] bytes of room followed by the message; each copy's trace headers are written
+/// into the end of that room.
 fn deliver_all<R: Read, W: Write>(
     ctx: &Context,
     wire: &mut Wire<R, W>,
     tx: &Transaction,
-    body: &[u8],
+    buffer: &mut [u8],
     via: Via,
 ) -> io::Result<()> {
     let mut done: HashMap<&str, Outcome> = HashMap::new();
-    let mut message = Vec::with_capacity(body.len() + 256);
+    let mut headers = Vec::with_capacity(HEADROOM);
     for r in &tx.recipients {
         let outcome = match done.get(r.user.as_str()) {
             Some(outcome) => *outcome,
             None => {
-                message.clear();
-                trace_headers(&mut message, &tx.sender, &r.address.text);
-                message.extend_from_slice(body);
-                let result = deliver(&ctx.store, &r.user, &message);
+                headers.clear();
+                trace_headers(&mut headers, &tx.sender, &r.address.text);
+                let result = match HEADROOM.checked_sub(headers.len()) {
+                    Some(start) => {
+                        buffer[start..HEADROOM].copy_from_slice(&headers);
+                        deliver(&ctx.store, &r.user, &buffer[start..])
+                    }
+                    // Cannot happen with addresses within MAX_ADDRESS; copy if it does.
+                    None => {
+                        let mut copy = headers.clone();
+                        copy.extend_from_slice(&buffer[HEADROOM..]);
+                        deliver(&ctx.store, &r.user, &copy)
+                    }
+                };
                 count_delivery(via, result.is_ok());
                 let outcome = match result {
                     Ok(uid) => {
                         info!(
                             user = r.user.as_str(),
                             uid,
-                            bytes = message.len(),
+                            bytes = buffer.len() - HEADROOM + headers.len(),
                             via = via.label(),
                             "lmtp: delivered to INBOX"
                         );
@@ -439,6 +461,27 @@ mod tests {
             ]
         );
         assert!(inbox(&s.ctx, "carol").is_empty());
+    }
+
+    #[test]
+    fn longest_addresses_fit_the_header_room() {
+        let s = setup(1 << 20);
+        let sender = format!("{}@example.org", "s".repeat(command::MAX_ADDRESS - 12));
+        let rcpt = format!("carol+{}@x", "r".repeat(command::MAX_ADDRESS - 8));
+        assert_eq!(
+            (sender.len(), rcpt.len()),
+            (command::MAX_ADDRESS, command::MAX_ADDRESS)
+        );
+        let input =
+            format!("LHLO x\r\nMAIL FROM:<{sender}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\nhi\r\n.\r\n");
+        let replies = session(&s.ctx, input.as_bytes());
+        assert_eq!(
+            replies.last().map(String::as_str),
+            Some(format!("250 2.0.0 <{rcpt}> delivered").as_str())
+        );
+        let expected =
+            format!("Return-Path: <{sender}>\r\nDelivered-To: <{rcpt}>\r\nhi\r\n").into_bytes();
+        assert_eq!(inbox(&s.ctx, "carol"), [expected]);
     }
 
     #[test]

@@ -131,9 +131,10 @@ impl<R: Read, W: Write> Wire<R, W> {
 
     /// Reads the message after `354` up to the line holding a single `.`: removes the
     /// dot-stuffing, turns every line end (CRLF or a bare LF) into CRLF, and appends the
-    /// result to `out`. Beyond `limit` bytes the message is read to its end but not kept.
+    /// result to `out` (after what it already holds). Beyond `limit` bytes the message is read
+    /// to its end but not kept (`out` is cut back to what it held before).
     pub fn read_data(&mut self, out: &mut Vec<u8>, limit: u64) -> io::Result<DataEnd> {
-        out.clear();
+        let base = out.len();
         let mut too_big = false;
         let mut line = Vec::new();
         let mut at_line_start = true;
@@ -163,9 +164,10 @@ impl<R: Read, W: Write> Wire<R, W> {
             };
             if !too_big {
                 let added = content.len() + if complete { 2 } else { 0 };
-                if (out.len() + added) as u64 > limit {
+                if (out.len() - base + added) as u64 > limit {
                     too_big = true;
-                    *out = Vec::new();
+                    out.truncate(base);
+                    out.shrink_to_fit();
                 } else {
                     out.extend_from_slice(content);
                     if complete {

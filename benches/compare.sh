@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Memory per idle session, hato and Dovecot side by side in one run, on 127.0.0.1.
+# hato and Dovecot side by side in one run, on 127.0.0.1: memory per idle session, and the
+# NOOP storm (N clients each sending NOOP at 6.4/s on an unchanged mailbox).
 #
 # Installs Debian's dovecot-imapd if missing (needs root, as Dovecot's privilege separation
 # does), builds hato in release mode, starts both on loopback ports with equivalent setups
 # (one PLAIN passwd-file user, Maildir), opens the same number of logged-in sessions to each
-# (then, on fresh servers, sessions in IDLE), and prints one table: figure, hato, Dovecot, ratio.
-# Memory is PSS summed over each server's whole process tree. Everything started is stopped by
-# pid on exit. Usage: benches/compare_idle.sh [FROM [TO]]   (session counts, default 500 2000)
+# (then, on fresh servers, sessions in IDLE; then the NOOP storm), and prints one table:
+# figure, hato, Dovecot, ratio. Memory is PSS summed over each server's whole process tree, CPU
+# is user + system time of the whole tree. Everything started is stopped by pid on exit.
+# Usage: benches/compare.sh [FROM [TO [STORM_CLIENTS [STORM_SECONDS]]]]
+#        (defaults 500 2000 1000 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 from=${1:-500}
 to=${2:-2000}
+storm_clients=${3:-1000}
+storm_seconds=${4:-20}
 hato_port=${HATO_PORT:-21143}
 dovecot_port=${DOVECOT_PORT:-21144}
 
@@ -108,15 +113,27 @@ stop_last() {
     sleep 1
 }
 
+storm() { # name port -> prints "cpu-ms-per-1000 p50 p99"
+    timeout 600 python3 benches/noop_storm.py --port "$2" --pid "$server_pid" --user bench \
+        --password benchpw --clients "$storm_clients" --seconds "$storm_seconds" --label "$1" |
+        tee -a "$work/log" |
+        sed -n 's/.*= \([0-9.]*\) ms per 1000 NOOPs; latency p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms/\1 \2 \3/p'
+}
+
 start_hato plain; hato_auth=$(measure hato "$hato_port" ""); stop_last
 start_dovecot plain; dovecot_auth=$(measure dovecot "$dovecot_port" ""); stop_last
 start_hato idle; hato_idle=$(measure hato "$hato_port" --idle); stop_last
 start_dovecot idle; dovecot_idle=$(measure dovecot "$dovecot_port" --idle); stop_last
+start_hato storm; read -r hato_cpu hato_p50 hato_p99 <<<"$(storm hato "$hato_port")"; stop_last
+start_dovecot storm; read -r dovecot_cpu dovecot_p50 dovecot_p99 <<<"$(storm dovecot "$dovecot_port")"; stop_last
 
 cat "$work/log" >&2
 ratio() { python3 -c "print(f'{$2 / $1:.1f}x')"; }
 echo
-echo "| figure ($from -> $to sessions, PSS slope) | hato | Dovecot $(dovecot --version | cut -d' ' -f1) | Dovecot / hato |"
+echo "| figure (memory: $from -> $to sessions, PSS slope) | hato | Dovecot $(dovecot --version | cut -d' ' -f1) | Dovecot / hato |"
 echo "|---|---|---|---|"
 echo "| bytes per logged-in idle session | $hato_auth | $dovecot_auth | $(ratio "$hato_auth" "$dovecot_auth") |"
 echo "| bytes per session in IDLE | $hato_idle | $dovecot_idle | $(ratio "$hato_idle" "$dovecot_idle") |"
+echo "| NOOP storm ($storm_clients clients x 6.4/s, unchanged INBOX): server CPU ms per 1000 NOOPs | $hato_cpu | $dovecot_cpu | $(ratio "$hato_cpu" "$dovecot_cpu") |"
+echo "| NOOP storm: latency p50 ms | $hato_p50 | $dovecot_p50 | $(ratio "$hato_p50" "$dovecot_p50") |"
+echo "| NOOP storm: latency p99 ms | $hato_p99 | $dovecot_p99 | $(ratio "$hato_p99" "$dovecot_p99") |"
