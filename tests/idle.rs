@@ -52,11 +52,23 @@ fn changes_reach_idle_sessions_on_every_worker_at_once() {
     let server = spool.start();
     let mut writer = logged_in_selected(&server);
     append(&mut writer, "a1");
-    // Several IDLE sessions, so both workers have some (the kernel spreads connections).
-    let mut idlers: Vec<Client> = (0..6).map(|_| logged_in_selected(&server)).collect();
-    for c in &mut idlers {
-        idle(c);
+    // IDLE sessions until both workers have some (the kernel spreads connections by hash).
+    let mut idlers: Vec<Client> = Vec::new();
+    let on = |worker: &str| {
+        server
+            .metric(&format!("hato_idle_sessions{{worker=\"{worker}\"}}"))
+            .unwrap_or(0.0)
+    };
+    while idlers.len() < 40 && (idlers.len() < 4 || on("0") == 0.0 || on("1") == 0.0) {
+        let mut c = logged_in_selected(&server);
+        idle(&mut c);
+        idlers.push(c);
+        std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        on("0") > 0.0 && on("1") > 0.0,
+        "IDLE sessions on both workers"
+    );
     append(&mut writer, "a2");
     for c in &mut idlers {
         expect_line(c, Duration::from_secs(5), |l| l == "* 2 EXISTS");
