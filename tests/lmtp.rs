@@ -10,119 +10,42 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{BIN, Client, Spool, free_port};
 
 /// A running `hato serve` whose LMTP address is known.
 struct Server {
-    child: Child,
-    imap: SocketAddr,
+    inner: common::Server,
     /// `None` when the LMTP listener could not bind.
     lmtp: Option<SocketAddr>,
-    metrics: SocketAddr,
 }
 
 impl Server {
     /// Starts `hato serve` with `--lmtp <lmtp>` (or the reg tree's `LmtpListen.1` when `None`)
-    /// and waits for the IMAP line, collecting the LMTP line before it.
+    /// and reads the LMTP address it announced.
     fn start(spool: &Path, lmtp: Option<&str>) -> Server {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--spool"])
-            .arg(spool)
-            .args(["--imap", "127.0.0.1:0", "--metrics"])
-            .arg(metrics.to_string());
-        if let Some(addr) = lmtp {
-            command.args(["--lmtp", addr]);
-        }
-        let mut child = command
-            .env("HATO_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn hato serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lmtp = None;
-        let mut seen = Vec::new();
-        let imap = loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("hato: listening for IMAP on ") {
-                        break addr.parse().expect("IMAP address");
-                    }
-                    if let Some(addr) = line.strip_prefix("hato: listening for LMTP on ") {
-                        lmtp = Some(addr.parse().expect("LMTP address"));
-                    }
-                    seen.push(line);
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("hato did not start: {e}; output so far: {seen:?}");
-                }
-            }
-        };
-        let server = Server {
-            child,
-            imap,
-            lmtp,
-            metrics,
-        };
-        server.wait_for_metrics();
-        server
+        let args: Vec<&str> = lmtp.map(|a| vec!["--lmtp", a]).unwrap_or_default();
+        let inner = common::Server::start_with(spool, &args);
+        let lmtp = inner.announced("LMTP");
+        Server { inner, lmtp }
     }
 
     fn lmtp(&self) -> SocketAddr {
         self.lmtp.expect("the LMTP listener is up")
     }
 
-    fn wait_for_metrics(&self) {
-        for _ in 0..100 {
-            if TcpStream::connect(self.metrics).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("metrics listener did not come up on {}", self.metrics);
-    }
-
     /// The value of the `hato_deliveries_total` series with these labels (0 when absent).
     fn deliveries(&self, via: &str, result: &str) -> f64 {
-        let mut stream = TcpStream::connect(self.metrics).expect("connect metrics");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        self.inner.metric_sum(
+            "hato_deliveries_total",
+            &[&format!("via=\"{via}\""), &format!("result=\"{result}\"")],
         )
-        .expect("request");
-        let mut body = String::new();
-        stream.read_to_string(&mut body).expect("response");
-        let via = format!("via=\"{via}\"");
-        let result = format!("result=\"{result}\"");
-        body.lines()
-            .filter(|l| l.starts_with("hato_deliveries_total{"))
-            .filter(|l| l.contains(&via) && l.contains(&result))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
     }
 
     fn imap(&self, user: &str, password: &str) -> Client {
-        let mut client = Client::connect(self.imap);
+        let mut client = Client::connect(self.inner.imap);
         let ok = client.run("L", &format!("LOGIN {user} {password}"));
         assert!(ok.starts_with("L OK"), "login: {ok}");
         client
@@ -153,13 +76,6 @@ impl Server {
         }
         let _ = client.run("Z", "LOGOUT");
         messages
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -110,12 +110,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(spool: &Path) -> Server {
+        Server::start_with(spool, &[])
+    }
+
+    /// Starts `hato serve` with `extra` arguments; every stdout line before the IMAP line is
+    /// kept in [`Server::stdout`].
+    pub fn start_with(spool: &Path, extra: &[&str]) -> Server {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut child = Command::new(BIN)
             .args(["serve", "--spool"])
             .arg(spool)
             .args(["--imap", "127.0.0.1:0", "--metrics"])
             .arg(metrics.to_string())
+            .args(extra)
             .env("HATO_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -188,6 +195,24 @@ impl Server {
         let mut body = String::new();
         stream.read_to_string(&mut body).expect("response");
         body
+    }
+
+    /// The address an `hato: listening for <what> on <addr>` line announced, if any.
+    pub fn announced(&self, what: &str) -> Option<SocketAddr> {
+        let prefix = format!("hato: listening for {what} on ");
+        self.stdout
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+    }
+
+    /// The sum of the series of `name` whose labels include all of `labels` (0 when none).
+    pub fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.scrape()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The value of one series, e.g. `hato_sessions{worker="0"}`.
