@@ -7,13 +7,17 @@
 //! * [`mailbox`]: SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS,
 //!   NAMESPACE.
 //! * [`selected`]: NOOP with a mailbox, CHECK, CLOSE, UNSELECT, EXPUNGE.
-//! * [`message`]: FETCH, STORE, SEARCH, COPY, MOVE, the UID forms, APPEND.
+//! * [`message`]: STORE, COPY, MOVE, APPEND, the UID forms, and the sequence-set helpers.
+//! * [`fetch`]: FETCH (streaming large literals). [`search`]: SEARCH.
 
 pub mod auth;
+mod content;
+pub mod fetch;
 pub mod general;
 pub mod idle;
 pub mod mailbox;
 pub mod message;
+pub mod search;
 pub mod selected;
 
 use std::time::Instant;

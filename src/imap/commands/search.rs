@@ -1,0 +1,127 @@
+//! SEARCH and UID SEARCH, evaluated on the blocking pool against the session's view.
+
+use std::sync::Arc;
+
+use super::super::parser::{Args, ParseError};
+use super::super::response::{self, Status};
+use super::super::search::{self, Candidate, SearchError};
+use super::super::session::{Done, Outcome, Session, Work};
+use super::content::{Content, load};
+use super::selected::no_mailbox;
+use crate::store::flags::Flags;
+use crate::store::{Index, Mailbox};
+
+/// One message as SEARCH sees it.
+struct SearchItem<'a> {
+    mailbox: &'a Mailbox,
+    index: &'a Index,
+    position: usize,
+    msn: u32,
+    recent: bool,
+    keywords: &'a [String],
+    content: Option<Option<Content>>,
+}
+
+impl Candidate for SearchItem<'_> {
+    fn msn(&self) -> u32 {
+        self.msn
+    }
+    fn uid(&self) -> u32 {
+        self.index.messages[self.position].uid
+    }
+    fn flags(&self) -> Flags {
+        self.index.messages[self.position].flags
+    }
+    fn recent(&self) -> bool {
+        self.recent
+    }
+    fn size(&self) -> u64 {
+        // RFC822.SIZE when the file name records it; the file size otherwise (equal for
+        // messages stored with CRLF line ends, as clients append them).
+        let meta = &self.index.messages[self.position];
+        meta.virtual_size().unwrap_or(meta.size)
+    }
+    fn internal_date(&self) -> i64 {
+        self.index.messages[self.position].internal_date
+    }
+    fn has_keyword(&self, name: &str) -> bool {
+        self.keywords
+            .iter()
+            .position(|k| k.eq_ignore_ascii_case(name))
+            .is_some_and(|i| self.flags().has_keyword(i))
+    }
+    fn content(&mut self) -> Option<&[u8]> {
+        if self.content.is_none() {
+            self.content = Some(load(self.mailbox, self.uid()).ok());
+        }
+        self.content.as_ref().and_then(|c| c.as_deref())
+    }
+}
+
+pub(crate) fn search_command(
+    session: &mut Session,
+    args: &mut Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+    uid_mode: bool,
+) -> Result<Outcome, ParseError> {
+    let request = match search::parse(args) {
+        Ok(request) => request,
+        Err(SearchError::Parse(e)) => return Err(e),
+        Err(e @ SearchError::BadCharset(_)) => {
+            response::tagged(
+                out,
+                tag,
+                Status::No,
+                &format!("[BADCHARSET (UTF-8 US-ASCII)] {e}"),
+            );
+            return Ok(Outcome::Done(Status::No));
+        }
+    };
+    let Some(selected) = session.selected.as_deref() else {
+        return Ok(no_mailbox(tag, out));
+    };
+    let mailbox = selected.mailbox.clone();
+    let uids = selected.uids().to_vec();
+    let recent: Vec<bool> = uids.iter().map(|&uid| selected.is_recent(uid)).collect();
+    let tag_owned = tag.to_vec();
+    Ok(Outcome::Work(Work::new(move || {
+        let index: Arc<Index> = mailbox.snapshot();
+        let keywords = mailbox.keywords();
+        let largest_msn = u32::try_from(uids.len()).unwrap_or(u32::MAX);
+        let largest_uid = uids.last().copied().unwrap_or(0);
+        let mut found = Vec::new();
+        for (i, (&uid, &is_recent)) in uids.iter().zip(&recent).enumerate() {
+            // A message expunged meanwhile still has its number but no longer matches.
+            let Some(position) = index.position(uid) else {
+                continue;
+            };
+            let msn = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let mut item = SearchItem {
+                mailbox: &mailbox,
+                index: &index,
+                position,
+                msn,
+                recent: is_recent,
+                keywords: &keywords,
+                content: None,
+            };
+            if search::matches(&request.key, &mut item, largest_msn, largest_uid) {
+                found.push(if uid_mode { uid } else { msn });
+            }
+        }
+        let mut body = Vec::new();
+        search::write_results(
+            &tag_owned,
+            uid_mode,
+            request.ret.as_deref(),
+            &found,
+            &mut body,
+        );
+        Done::new(move |_, tag, out| {
+            out.extend_from_slice(&body);
+            response::tagged(out, tag, Status::Ok, "SEARCH completed");
+            Status::Ok
+        })
+    })))
+}
