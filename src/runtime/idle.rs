@@ -5,13 +5,18 @@
 //!   those sessions, and sets its bit on the mailbox ([`Mailbox::watch`]). The store's change
 //!   hook sends the mailbox's id to every watching worker's channel; nothing is shared between
 //!   workers but those channels.
+//! * **Folder watch.** The first IDLE session on a mailbox in a worker also asks the
+//!   process-wide [`FolderWatcher`] to watch the folder's `new/` and `cur/` with inotify (the last
+//!   one to leave asks it to stop), so that writers outside hato (another MDA, a script) are
+//!   synced, and so pushed, within about 50 ms rather than at the next IDLELoop re-read.
 //! * **Signals.** A waiting session's task parks its waker in its slab slot; a push, keepalive or
 //!   timeout sets a bit in the slot and wakes it, and the session's own task writes the answer,
 //!   so nothing else ever writes to its socket.
 //! * **Housekeeping.** Once a second each worker sweeps its slab for sessions due a keepalive or
 //!   a timeout, and every `IDLELoop.1` seconds it re-reads the mailboxes its IDLE sessions watch
-//!   (on the blocking pool), which catches writers outside hato and, with `Broadcast.1`=0, is
-//!   the only way IDLE sessions learn of changes. Its cost is per watched mailbox, not per
+//!   (on the blocking pool), which catches writers outside hato that inotify missed (NFS, no
+//!   inotify, the watch limit) and, with `Broadcast.1`=0, is the only way IDLE sessions learn of
+//!   changes. Its cost is per watched mailbox, not per
 //!   session.
 
 use std::collections::HashMap;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::folder_watch::FolderWatcher;
 use super::worker::Worker;
 use crate::store::{Mailbox, Store};
 
@@ -33,9 +39,19 @@ pub(crate) const TIMEOUT: u8 = 4;
 #[derive(Default)]
 pub(crate) struct WatchTable {
     by_mailbox: HashMap<usize, (Arc<Mailbox>, Vec<usize>)>,
+    /// Told when a mailbox gains its first session here and loses its last one.
+    folders: Option<Arc<FolderWatcher>>,
 }
 
 impl WatchTable {
+    /// A table whose mailboxes are also watched through `folders` (when there is one).
+    pub(crate) fn new(folders: Option<Arc<FolderWatcher>>) -> WatchTable {
+        WatchTable {
+            by_mailbox: HashMap::new(),
+            folders,
+        }
+    }
+
     /// Session `key` now waits on `mailbox`.
     pub(crate) fn add(&mut self, worker: usize, mailbox: &Arc<Mailbox>, key: usize) {
         let entry = self
@@ -44,6 +60,9 @@ impl WatchTable {
             .or_insert_with(|| (mailbox.clone(), Vec::new()));
         if entry.1.is_empty() {
             mailbox.watch(worker);
+            if let Some(folders) = &self.folders {
+                folders.watch(mailbox);
+            }
         }
         entry.1.push(key);
     }
@@ -55,6 +74,9 @@ impl WatchTable {
             if keys.is_empty() {
                 mailbox.unwatch(worker);
                 self.by_mailbox.remove(&id);
+                if let Some(folders) = &self.folders {
+                    folders.unwatch(id);
+                }
             }
         }
     }
@@ -77,13 +99,25 @@ impl WatchTable {
     }
 }
 
-/// One channel per worker; the store's change hook sends to them.
+/// One channel per worker; the store's change hook sends to them. Also holds the process-wide
+/// [`FolderWatcher`], started here.
 pub struct Notices {
     senders: Vec<mpsc::UnboundedSender<usize>>,
     receivers: Vec<Option<mpsc::UnboundedReceiver<usize>>>,
+    folders: Option<Arc<FolderWatcher>>,
+}
+
+/// What a worker gets from [`Notices::take`].
+pub struct WorkerNotices {
+    /// The worker's change notices.
+    pub(crate) receiver: mpsc::UnboundedReceiver<usize>,
+    /// The process-wide folder watcher (none if inotify is unavailable).
+    pub(crate) folders: Option<Arc<FolderWatcher>>,
 }
 
 impl Notices {
+    /// Channels for `workers` workers; starts the folder watcher (once per process: `serve`
+    /// calls this once).
     pub fn new(workers: usize) -> Notices {
         let (senders, receivers) = (0..workers)
             .map(|_| {
@@ -91,7 +125,11 @@ impl Notices {
                 (tx, Some(rx))
             })
             .unzip();
-        Notices { senders, receivers }
+        Notices {
+            senders,
+            receivers,
+            folders: FolderWatcher::start(),
+        }
     }
 
     /// Routes the store's change notices to the watching workers.
@@ -107,9 +145,13 @@ impl Notices {
         });
     }
 
-    /// Worker `id`'s receiving end (once).
-    pub fn take(&mut self, id: usize) -> Option<mpsc::UnboundedReceiver<usize>> {
-        self.receivers.get_mut(id).and_then(Option::take)
+    /// Worker `id`'s receiving end and the folder watcher (once).
+    pub fn take(&mut self, id: usize) -> Option<WorkerNotices> {
+        let receiver = self.receivers.get_mut(id).and_then(Option::take)?;
+        Some(WorkerNotices {
+            receiver,
+            folders: self.folders.clone(),
+        })
     }
 }
 

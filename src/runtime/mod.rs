@@ -5,10 +5,12 @@
 //! * [`conn`]: the per-connection loop between a socket and its [`crate::imap::session::Session`].
 //! * [`socket_io`]: readiness via io_uring `POLL_ADD`, then non-blocking `recv`/`send`.
 //! * [`idle`]: what reaches a waiting session: IDLE pushes, keepalives, timeouts.
+//! * [`folder_watch`]: inotify on the folders IDLE sessions wait on, for writers outside hato.
 //! * [`listener`]: binding the per-worker listeners.
 //! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
 
 mod conn;
+mod folder_watch;
 mod idle;
 pub mod limits;
 pub mod listener;

@@ -44,7 +44,7 @@ pub struct WorkerSpec {
     /// Sessions this worker expects to hold at most (its share of the open-file limit).
     pub slab_capacity: usize,
     /// Change notices for mailboxes this worker's IDLE sessions watch.
-    pub notices: Option<tokio::sync::mpsc::UnboundedReceiver<usize>>,
+    pub notices: Option<idle::WorkerNotices>,
 }
 
 /// A session and what the worker knows about its connection.
@@ -103,13 +103,15 @@ impl Worker {
                 scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
-                watch: RefCell::new(WatchTable::default()),
+                watch: RefCell::new(WatchTable::new(
+                    spec.notices.as_ref().and_then(|n| n.folders.clone()),
+                )),
                 epoch: Instant::now(),
                 verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
                 work_slots: Semaphore::new(CONCURRENT_WORK),
             });
             if let Some(notices) = spec.notices {
-                tokio_uring::spawn(idle::relay(worker.clone(), notices));
+                tokio_uring::spawn(idle::relay(worker.clone(), notices.receiver));
             }
             tokio_uring::spawn(idle::housekeeping(worker.clone()));
             loop {
@@ -361,5 +363,18 @@ impl Worker {
             tokio::time::sleep(delay).await;
         }
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slot;
+
+    /// An idle session costs its slot plus its task; keep the slot within budget.
+    #[test]
+    fn slot_size_stays_small() {
+        let size = std::mem::size_of::<Slot>();
+        println!("slab slot: {size} bytes");
+        assert!(size <= 200, "a session's slab slot grew to {size} bytes");
     }
 }
