@@ -46,6 +46,70 @@ pub struct Index {
     /// When this index was published (the change it carries was made), for the latency of
     /// pushing changes to IDLE sessions.
     pub published: Instant,
+    /// What the recent publishes changed, so a session a few generations behind can catch up
+    /// in proportion to the changes instead of comparing whole indexes.
+    pub changes: Arc<ChangeLog>,
+}
+
+/// One change to a folder, as sessions report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new message (APPEND, COPY/MOVE in, delivery).
+    Added(u32),
+    /// The message's flags changed.
+    Flags(u32),
+    /// The message was removed.
+    Expunged(u32),
+}
+
+/// The bounded ring of recent changes carried by each [`Index`].
+#[derive(Debug, Clone, Default)]
+pub struct ChangeLog {
+    /// Generations up to and including this one are not covered: entries were dropped to keep
+    /// the log bounded, or a publish (an outside writer found by a re-read) did not say what
+    /// changed. A session that last saw such a generation compares whole indexes instead.
+    pub base: u64,
+    /// `(generation, change)`, oldest first.
+    pub entries: Vec<(u64, Change)>,
+}
+
+/// Changes kept per folder. Publishing copies the log, so this bounds that copy too.
+const CHANGE_LOG: usize = 1024;
+
+impl ChangeLog {
+    /// The changes after generation `seen`, if the log still covers them all.
+    pub fn since(&self, seen: u64) -> Option<&[(u64, Change)]> {
+        if seen < self.base {
+            return None;
+        }
+        let start = self.entries.partition_point(|&(g, _)| g <= seen);
+        Some(&self.entries[start..])
+    }
+
+    /// The log after a publish of `generation` with `changes` (`None`: not known).
+    fn next(&self, generation: u64, changes: Option<Vec<Change>>) -> ChangeLog {
+        let Some(changes) = changes else {
+            return ChangeLog {
+                base: generation,
+                entries: Vec::new(),
+            };
+        };
+        let total = self.entries.len() + changes.len();
+        let drop = total.saturating_sub(CHANGE_LOG);
+        let mut base = self.base;
+        if drop > 0 {
+            base = self.entries.get(drop - 1).map_or(generation, |&(g, _)| g);
+        }
+        let mut entries: Vec<(u64, Change)> = self.entries.iter().skip(drop).copied().collect();
+        if changes.len() > CHANGE_LOG {
+            return ChangeLog {
+                base: generation,
+                entries: Vec::new(),
+            };
+        }
+        entries.extend(changes.into_iter().map(|c| (generation, c)));
+        ChangeLog { base, entries }
+    }
 }
 
 impl Index {
@@ -275,6 +339,7 @@ impl Mailbox {
             ),
         };
         let known = Index {
+            changes: Arc::new(ChangeLog::default()),
             published: Instant::now(),
             uid_validity: list.uid_validity,
             uid_next: list.next_uid,
@@ -410,7 +475,7 @@ impl Mailbox {
         }
         let bits = self.keyword_bits(&mut st, &[name.to_string()])?;
         let messages = self.index.load().messages.clone();
-        self.publish(&mut st, messages);
+        self.publish(&mut st, messages, Some(Vec::new()));
         Ok(Some(bits.trailing_zeros() as usize))
     }
 
@@ -442,7 +507,7 @@ impl Mailbox {
         for attempt in 0..2 {
             let mut messages = self.index.load().messages.clone();
             let mut missing = Vec::new();
-            let mut changed = false;
+            let mut changed = Vec::new();
             let mut failure = None;
             for &uid in &wanted {
                 let Ok(pos) = messages.binary_search_by_key(&uid, |m| m.uid) else {
@@ -466,7 +531,7 @@ impl Mailbox {
                         m.file_name = Arc::from(name);
                         m.flags = new;
                         m.in_new = false;
-                        changed = true;
+                        changed.push(Change::Flags(uid));
                         out.push((uid, new));
                     }
                     Err(e) if is_not_found(&e) => missing.push(uid),
@@ -476,8 +541,8 @@ impl Mailbox {
                     }
                 }
             }
-            if changed {
-                self.publish(&mut st, messages);
+            if !changed.is_empty() {
+                self.publish(&mut st, messages, Some(changed));
             }
             if let Some(e) = failure {
                 return Err(e);
@@ -509,7 +574,7 @@ impl Mailbox {
             let index = self.index.load_full();
             let mut keep = Vec::with_capacity(index.messages.len());
             let mut missing = Vec::new();
-            let mut removed_now = false;
+            let mut removed_now = Vec::new();
             let mut failure = None;
             for m in &index.messages {
                 let chosen = m.flags.has(flags::DELETED)
@@ -523,7 +588,7 @@ impl Mailbox {
                     match fs::remove_file(self.file_path(m)) {
                         Ok(()) => {
                             expunged.push(m.uid);
-                            removed_now = true;
+                            removed_now.push(Change::Expunged(m.uid));
                             continue;
                         }
                         Err(e) if is_not_found(&e) => missing.push(m.uid),
@@ -532,11 +597,11 @@ impl Mailbox {
                 }
                 keep.push(m.clone());
             }
-            if removed_now {
+            if !removed_now.is_empty() {
                 fsutil::fsync_dir(&self.dir.join("cur"))?;
                 fsutil::fsync_dir(&self.dir.join("new"))?;
                 self.persist(&mut st, &keep, keep.len(), true)?;
-                self.publish(&mut st, keep);
+                self.publish(&mut st, keep, Some(removed_now));
             }
             if let Some(e) = failure {
                 return Err(e);
@@ -741,7 +806,8 @@ impl Mailbox {
         }
         st.pending_recent.extend(&scan.recent);
         if scan.changed {
-            self.publish(st, scan.messages);
+            // What an outside writer did is not itemised: sessions compare whole indexes.
+            self.publish(st, scan.messages, None);
         }
         st.stamp = Some(scan.stamp);
         Ok(())
@@ -984,9 +1050,13 @@ impl Mailbox {
         Ok(())
     }
 
-    fn publish(&self, st: &mut State, messages: Vec<MessageMeta>) {
+    /// Publishes a new index. `changes` says what changed (for sessions catching up), or `None`
+    /// when that is not known (a re-read found outside changes).
+    fn publish(&self, st: &mut State, messages: Vec<MessageMeta>, changes: Option<Vec<Change>>) {
         st.generation += 1;
+        let log = self.index.load().changes.next(st.generation, changes);
         self.index.store(Arc::new(Index {
+            changes: Arc::new(log),
             published: Instant::now(),
             uid_validity: st.uid_validity,
             uid_next: st.next_uid,
@@ -1112,7 +1182,8 @@ impl Mailbox {
             });
         }
         self.persist(st, &messages, first_new, false)?;
-        self.publish(st, messages);
+        let added = pairs.iter().map(|&(_, uid)| Change::Added(uid)).collect();
+        self.publish(st, messages, Some(added));
         Ok(pairs)
     }
 }

@@ -33,5 +33,5 @@ mod tests;
 pub use error::StoreError;
 pub use flags::{FlagMode, Flags};
 pub use keywords::Keywords;
-pub use mailbox::{Index, Mailbox, MessageMeta, SyncResult};
+pub use mailbox::{Change, ChangeLog, Index, Mailbox, MessageMeta, SyncResult};
 pub use user::{MailboxInfo, SpecialUse, Store, UserMail};
