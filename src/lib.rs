@@ -22,3 +22,4 @@ pub mod lmtp;
 pub mod metrics;
 pub mod runtime;
 pub mod store;
+mod sys;

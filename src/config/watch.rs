@@ -43,7 +43,7 @@
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +58,7 @@ use super::registry::{SettingId, definitions};
 use super::settings::Settings;
 use super::snapshot::{Reload, SharedSettings};
 use super::tree::{RegTree, is_temp_file_name};
+use crate::sys;
 
 /// Counter: reloads done (SIGHUP or a change in the directory).
 pub const RELOADS_METRIC: &str = "hato_config_reloads_total";
@@ -240,7 +241,7 @@ impl Drop for ReloadWatcher {
 /// the thread runs on `SIGHUP` alone, trying to watch again at each `SIGHUP`.
 pub fn start_reload(tree: RegTree, settings: SharedSettings) -> io::Result<ReloadWatcher> {
     let signal = block_sighup()?;
-    let stop = Arc::new(new_fd(
+    let stop = Arc::new(sys::owned_fd(
         // SAFETY: eventfd(2) takes no pointers.
         unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
     )?);
@@ -264,15 +265,6 @@ pub fn start_reload(tree: RegTree, settings: SharedSettings) -> io::Result<Reloa
     })
 }
 
-/// Takes ownership of a descriptor returned by a libc call, or its error.
-fn new_fd(fd: RawFd) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned open by the kernel and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Blocks SIGHUP in this thread; a signalfd that reads it.
 fn block_sighup() -> io::Result<OwnedFd> {
     // SAFETY: `set` is a valid sigset_t initialised by sigemptyset before any other use; the
@@ -285,28 +277,11 @@ fn block_sighup() -> io::Result<OwnedFd> {
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        new_fd(libc::signalfd(
+        sys::owned_fd(libc::signalfd(
             -1,
             &set,
             libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
         ))
-    }
-}
-
-/// Non-blocking read; `Ok(None)` when nothing is left.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<libc::c_void>(), buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(err),
-        }
     }
 }
 
@@ -368,7 +343,9 @@ impl DirWatch {
     fn watch(&mut self, tree: &RegTree) -> io::Result<()> {
         if self.fd.is_none() {
             // SAFETY: inotify_init1(2) takes no pointers.
-            let fd = new_fd(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
+            let fd = sys::owned_fd(unsafe {
+                libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK)
+            })?;
             self.fd = Some(fd);
         }
         let fd = self.raw_fd();
@@ -397,7 +374,7 @@ impl DirWatch {
         };
         // Room for many events; one event is at most 16 + NAME_MAX + 1 bytes.
         let mut buf = [0u8; 8192];
-        while let Some(n) = read_fd(fd, &mut buf)? {
+        while let Some(n) = sys::read_nonblocking(fd, &mut buf)? {
             if n == 0 {
                 break;
             }
@@ -436,38 +413,13 @@ impl DirWatch {
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes; which ones are readable.
-fn wait(fds: [RawFd; 3], timeout: Option<Duration>) -> io::Result<[bool; 3]> {
-    let mut pfds = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let timeout = match timeout {
-        None => -1,
-        // Rounded up so that a wait never ends just before its deadline.
-        Some(t) => libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX),
-    };
-    // SAFETY: `pfds` is a valid, exclusively borrowed array of `pfds.len()` pollfds; negative
-    // fds are ignored by poll(2).
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok([false; 3]);
-        }
-        return Err(err);
-    }
-    Ok(pfds.map(|p| p.revents != 0))
-}
-
 /// Drains whatever is readable.
 fn collect(ready: [bool; 3], signal: &OwnedFd, dir: &mut DirWatch) -> Triggers {
     let mut found = Triggers::default();
     if ready[1] {
         let mut info = [0u8; mem::size_of::<libc::signalfd_siginfo>()];
         loop {
-            match read_fd(signal.as_raw_fd(), &mut info) {
+            match sys::read_nonblocking(signal.as_raw_fd(), &mut info) {
                 Ok(Some(n)) if n > 0 => found.sighup = true,
                 Ok(_) => break,
                 Err(e) => {
@@ -494,7 +446,7 @@ fn collect(ready: [bool; 3], signal: &OwnedFd, dir: &mut DirWatch) -> Triggers {
 fn run(mut reloader: Reloader, signal: OwnedFd, mut dir: DirWatch, stop: &OwnedFd) {
     loop {
         let fds = [stop.as_raw_fd(), signal.as_raw_fd(), dir.raw_fd()];
-        let mut triggers = match wait(fds, None) {
+        let mut triggers = match sys::poll_readable(fds, None) {
             Ok(ready) if ready[0] => return,
             Ok(ready) => collect(ready, &signal, &mut dir),
             Err(e) => {
@@ -514,7 +466,7 @@ fn run(mut reloader: Reloader, signal: OwnedFd, mut dir: DirWatch, stop: &OwnedF
                 break;
             }
             let fds = [stop.as_raw_fd(), signal.as_raw_fd(), dir.raw_fd()];
-            match wait(fds, Some(left)) {
+            match sys::poll_readable(fds, Some(left)) {
                 Ok(ready) if ready[0] => return,
                 Ok(ready) => triggers.merge(collect(ready, &signal, &mut dir)),
                 Err(_) => break,

@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +40,7 @@ use metrics::{counter, describe_counter};
 use tracing::{debug, warn};
 
 use crate::store::Mailbox;
+use crate::sys;
 
 /// Counter: inotify events read on watched folders.
 pub const FOLDER_EVENTS_METRIC: &str = "hato_folder_events_total";
@@ -233,7 +234,7 @@ impl FolderWatcher {
         let fds = [self.fd.as_raw_fd(), self.wake.as_raw_fd()];
         loop {
             let mut touched = Touched::default();
-            match wait(fds, None) {
+            match sys::poll_readable(fds, None) {
                 Ok(ready) => self.collect(ready, &mut touched),
                 Err(e) => {
                     warn!("folders: waiting for inotify events: {e}");
@@ -250,7 +251,7 @@ impl FolderWatcher {
                 if left.is_zero() {
                     break;
                 }
-                match wait(fds, Some(left)) {
+                match sys::poll_readable(fds, Some(left)) {
                     Ok(ready) => self.collect(ready, &mut touched),
                     Err(_) => break,
                 }
@@ -267,7 +268,7 @@ impl FolderWatcher {
         if ready[1] {
             let mut count = [0u8; 8];
             // Resets the counter; an error means nothing was pending.
-            let _ = read_fd(self.wake.as_raw_fd(), &mut count);
+            let _ = sys::read_nonblocking(self.wake.as_raw_fd(), &mut count);
         }
         // Also checked without the wake-up: a wake-up may be read in a later round.
         let mut st = self.lock();
@@ -281,7 +282,7 @@ impl FolderWatcher {
         // Room for many events; one event is at most 16 + NAME_MAX + 1 bytes.
         let mut buf = [0u8; 8192];
         loop {
-            match read_fd(self.fd.as_raw_fd(), &mut buf) {
+            match sys::read_nonblocking(self.fd.as_raw_fd(), &mut buf) {
                 Ok(Some(n)) if n > 0 => self.parse(&buf[..n], touched),
                 Ok(_) => break,
                 Err(e) => {
@@ -354,46 +355,5 @@ struct Touched {
 impl Touched {
     fn is_empty(&self) -> bool {
         !self.all && self.ids.is_empty()
-    }
-}
-
-/// Waits until one of `fds` is readable or `timeout` passes; which ones are readable.
-fn wait(fds: [RawFd; 2], timeout: Option<Duration>) -> io::Result<[bool; 2]> {
-    let mut pfds = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let timeout = match timeout {
-        None => -1,
-        // Rounded up so that a wait never ends just before its deadline.
-        Some(t) => libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX),
-    };
-    // SAFETY: `pfds` is a valid, exclusively borrowed array of `pfds.len()` pollfds.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok([false; 2]);
-        }
-        return Err(err);
-    }
-    Ok(pfds.map(|p| p.revents != 0))
-}
-
-/// `read(2)` on a non-blocking fd: `None` when nothing is queued.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
-        // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<libc::c_void>(), buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(err),
-        }
     }
 }
