@@ -12,6 +12,8 @@
 #        (defaults 500 2000 1000 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/dovecot.sh
+. benches/dovecot.sh
 
 from=${1:-500}
 to=${2:-2000}
@@ -52,49 +54,7 @@ start_dovecot() {
     local dir=$work/dovecot-$1
     mkdir -p "$dir/home"
     chown nobody:nogroup "$dir/home"
-    echo "bench:{PLAIN}benchpw" >"$dir/passwd"
-    cat >"$dir/dovecot.conf" <<CONF
-base_dir = $dir/run
-state_dir = $dir/state
-log_path = $dir/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $dir/passwd
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=$dir/home/%u
-}
-default_process_limit = 30000
-default_client_limit = 30000
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $dovecot_port
-  }
-  inet_listener imaps {
-    port = 0
-  }
-  service_count = 0
-  process_min_avail = 2
-}
-service imap {
-  process_limit = 30000
-}
-service anvil {
-  client_limit = 70000
-}
-protocol imap {
-  mail_max_userip_connections = 100000
-}
-CONF
+    write_dovecot_conf "$dir" "$dir/home" "$dovecot_port"
     dovecot -F -c "$dir/dovecot.conf" &
     pids+=($!)
     server_pid=$!

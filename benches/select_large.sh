@@ -21,6 +21,8 @@
 # Usage: benches/select_large.sh [COUNT]   (default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/dovecot.sh
+. benches/dovecot.sh
 
 count=${1:-100000}
 hato_port=${HATO_PORT:-21145}
@@ -67,36 +69,7 @@ chown -R nobody:nogroup "$home"
 echo "Maildir ready in $(($(date +%s) - t0)) s ($(du -sh "$work/src" | cut -f1))" >&2
 
 dir=$work/dovecot
-echo "bench:{PLAIN}benchpw" >"$dir/passwd"
-cat >"$dir/dovecot.conf" <<CONF
-base_dir = $dir/run
-state_dir = $dir/state
-log_path = $dir/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $dir/passwd
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=$home/%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $dovecot_port
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-CONF
+write_dovecot_conf "$dir" "$home" "$dovecot_port"
 
 wait_port() {
     for _ in $(seq 100); do

@@ -1,0 +1,52 @@
+# Sourced by the side-by-side benchmarks: Debian's Dovecot with a private configuration for one
+# PLAIN passwd-file user `bench` (password `benchpw`), Maildir, loopback only, no TLS.
+#
+# write_dovecot_conf DIR HOME PORT: writes DIR/passwd and DIR/dovecot.conf; mail lives in
+# HOME/<user>/Maildir. Limits are raised so thousands of sessions fit (one process each).
+write_dovecot_conf() {
+    local dir=$1 home=$2 port=$3
+    mkdir -p "$dir"
+    echo "bench:{PLAIN}benchpw" >"$dir/passwd"
+    cat >"$dir/dovecot.conf" <<CONF
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$home/%u
+}
+default_process_limit = 30000
+default_client_limit = 30000
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  service_count = 0
+  process_min_avail = 2
+}
+service imap {
+  process_limit = 30000
+}
+service anvil {
+  client_limit = 70000
+}
+protocol imap {
+  mail_max_userip_connections = 100000
+}
+CONF
+}
