@@ -2,11 +2,13 @@
 //!
 //! Per read it waits for readiness (no buffer parked), receives into the worker's scratch
 //! buffer, lets the session scan and answer in place, and sends the answer from the worker's
-//! output buffer. Slow work the session asks for (password checks) runs off the thread.
+//! output buffer. Slow work the session asks for (password checks, storage work) runs on the
+//! blocking pool. While it waits for its client, a session also answers the worker's signals:
+//! IDLE pushes, keepalives, and the inactivity timeout.
 //!
 //! The future of an idle connection is kept small on purpose: it holds only what every await
-//! point needs (the worker, the slab key, the descriptor). Rare, bulky states (a login in
-//! progress, output waiting for a full socket) live in boxed futures of their own.
+//! point needs (the worker, the slab key, the descriptor). Rare, bulky states (a login or
+//! storage work in progress, output waiting for a full socket) live in boxed futures.
 
 use std::future::{Future, poll_fn};
 use std::io;
