@@ -6,6 +6,7 @@ use common::Spool;
 
 #[test]
 fn imapclient_drives_every_mailbox_command() {
+    common::ensure_python_module("imapclient", "imapclient");
     let spool = Spool::new();
     let server = spool.start();
     let out = server.python("mailbox_commands.py", &["carol", "carol-pw"]);
@@ -236,6 +237,7 @@ fn large_messages_are_fetched_intact() {
 
 #[test]
 fn curl_appends_lists_and_fetches() {
+    common::ensure_command("curl", "curl");
     let spool = Spool::new();
     let server = spool.start();
     let base = format!("imap://{}", server.imap);

@@ -14,6 +14,59 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hato");
 
+/// Makes sure a program from Debian is on PATH, installing `package` with apt-get when it is
+/// not (the tests run as root here and in CI). Panics when it cannot be had.
+pub fn ensure_command(command: &str, package: &str) {
+    let present = |c: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {c}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present(command) {
+        return;
+    }
+    let _ = Command::new("apt-get").arg("update").status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        present(command),
+        "{command} is needed; install Debian's {package}"
+    );
+}
+
+/// Makes sure Python can import `module`, installing `package` from PyPI with pip when not.
+pub fn ensure_python_module(module: &str, package: &str) {
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if importable() {
+        return;
+    }
+    for extra in [&[][..], &["--break-system-packages"][..]] {
+        let _ = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg(package)
+            .status();
+        if importable() {
+            return;
+        }
+    }
+    panic!("python3 cannot import {module}; install {package} from PyPI");
+}
+
 /// Runs `hato` with `args` to completion (for `user` and `reg`).
 pub fn hato(args: &[&str]) -> Output {
     Command::new(BIN)
