@@ -12,8 +12,8 @@
 #        (defaults 500 2000 1000 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=benches/dovecot.sh
-. benches/dovecot.sh
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 from=${1:-500}
 to=${2:-2000}
@@ -28,16 +28,7 @@ if ! command -v dovecot >/dev/null 2>&1; then
 fi
 cargo build --release --quiet
 
-work=$(mktemp -d /tmp/hato-compare.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 1
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+start_workspace hato-compare
 ulimit -n "$(ulimit -Hn)"
 
 start_hato() {

@@ -21,8 +21,8 @@
 # Usage: benches/select_large.sh [COUNT]   (default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=benches/dovecot.sh
-. benches/dovecot.sh
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 count=${1:-100000}
 hato_port=${HATO_PORT:-21145}
@@ -39,16 +39,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release --quiet
 
-work=$(mktemp -d /tmp/hato-select.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 1
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+start_workspace hato-select
 trap 'exit 130' INT TERM
 
 client() { timeout 600 python3 benches/select_large.py "$@"; }

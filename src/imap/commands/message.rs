@@ -17,7 +17,7 @@ use super::super::session::{Context, Done, Outcome, Session, Work};
 use super::fetch::fetch_command;
 use super::mailbox::{mailbox_arg, store_failure};
 use super::search::search_command;
-use super::selected::{expunge, no_mailbox};
+use super::selected::{expunge, no_mailbox, read_only};
 use crate::imap::CommandName;
 use crate::store::flags::{self, Flags};
 use crate::store::{FlagMode, Mailbox, StoreError};
@@ -171,8 +171,7 @@ fn store(
         return Ok(no_mailbox(tag, out));
     };
     if selected.read_only {
-        response::tagged(out, tag, Status::No, "[READ-ONLY] Mailbox is read-only");
-        return Ok(Outcome::Done(Status::No));
+        return Ok(read_only(tag, out));
     }
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {
@@ -259,8 +258,7 @@ fn copy(
         return Ok(no_mailbox(tag, out));
     };
     if is_move && selected.read_only {
-        response::tagged(out, tag, Status::No, "[READ-ONLY] Mailbox is read-only");
-        return Ok(Outcome::Done(Status::No));
+        return Ok(read_only(tag, out));
     }
     let source = selected.mailbox.clone();
     let store = ctx.store.clone();

@@ -16,6 +16,12 @@ pub(crate) fn no_mailbox(tag: &[u8], out: &mut Vec<u8>) -> Outcome {
     Outcome::Done(Status::Bad)
 }
 
+/// The answer to a change attempted in a mailbox opened with EXAMINE.
+pub(crate) fn read_only(tag: &[u8], out: &mut Vec<u8>) -> Outcome {
+    response::tagged(out, tag, Status::No, "[READ-ONLY] Mailbox is read-only");
+    Outcome::Done(Status::No)
+}
+
 /// NOOP with a mailbox selected (`NOOPPoll.1`): reports what changed in the shared index since
 /// the client was last told. An unchanged mailbox is recognised by its snapshot pointer, so
 /// that NOOP touches no file and allocates nothing; with `NOOPPoll.1`=0 NOOP does not look.
@@ -129,8 +135,7 @@ pub(crate) fn expunge(
         return Ok(no_mailbox(tag, out));
     };
     if selected.read_only {
-        response::tagged(out, tag, Status::No, "[READ-ONLY] Mailbox is read-only");
-        return Ok(Outcome::Done(Status::No));
+        return Ok(read_only(tag, out));
     }
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {

@@ -1,5 +1,23 @@
-# Sourced by the side-by-side benchmarks: Debian's Dovecot with a private configuration for one
-# PLAIN passwd-file user `bench` (password `benchpw`), Maildir, loopback only, no TLS.
+# Sourced by the side-by-side benchmarks (compare.sh, select_large.sh).
+#
+# start_workspace PREFIX: a temporary directory in $work, and an exit trap that stops every pid
+# the script appended to $pids (TERM, then KILL) and removes the directory.
+start_workspace() {
+    work=$(mktemp -d "/tmp/$1.XXXXXX")
+    chmod 755 "$work"
+    pids=()
+    trap stop_workspace EXIT
+}
+
+stop_workspace() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 1
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+
+# Debian's Dovecot with a private configuration for one PLAIN passwd-file user `bench`
+# (password `benchpw`), Maildir, loopback only, no TLS.
 #
 # write_dovecot_conf DIR HOME PORT: writes DIR/passwd and DIR/dovecot.conf; mail lives in
 # HOME/<user>/Maildir. Limits are raised so thousands of sessions fit (one process each).
