@@ -13,7 +13,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
-use crate::imap::{CommandName, NoopOutcome, Observer, Status};
+use crate::imap::{CommandName, Limit, NoopOutcome, Observer, Status};
 
 pub const SESSIONS: &str = "hato_sessions";
 pub const LOGINS: &str = "hato_logins_total";
@@ -28,6 +28,7 @@ pub const SESSIONS_CLOSED: &str = "hato_sessions_closed_total";
 pub const MAILBOX_SCANS: &str = "hato_mailbox_scans_total";
 pub const NOOPS: &str = "hato_noop_total";
 pub const NOTIFY_LATENCY: &str = "hato_notify_latency_seconds";
+pub const LIMIT_HITS: &str = "hato_limit_hits_total";
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -83,6 +84,10 @@ fn describe() {
         NOOPS,
         "NOOP commands by outcome: unchanged (free), changed (changes reported), disabled (NOOPPoll.1=0)."
     );
+    describe_counter!(
+        LIMIT_HITS,
+        "Protective limits hit, by limit (line_length, literal_size, bad_commands, pipelined, noop_rate, preauth_timeout, sessions, user_ip_evicted, user_ip_refused, auth_throttled)."
+    );
     describe_gauge!(
         SESSION_CAPACITY,
         "Sessions the process can hold under its open-file limit."
@@ -107,6 +112,10 @@ pub struct WorkerMetrics {
     closed_timeout: Counter,
     closed_logout: Counter,
     closed_client: Counter,
+    closed_evicted: Counter,
+    closed_shutdown: Counter,
+    /// `limits[limit as usize]`.
+    limits: [Counter; Limit::ALL.len()],
 }
 
 impl WorkerMetrics {
@@ -136,6 +145,9 @@ impl WorkerMetrics {
             closed_timeout: counter!(SESSIONS_CLOSED, "reason" => "timeout"),
             closed_logout: counter!(SESSIONS_CLOSED, "reason" => "logout"),
             closed_client: counter!(SESSIONS_CLOSED, "reason" => "client"),
+            closed_evicted: counter!(SESSIONS_CLOSED, "reason" => "evicted"),
+            closed_shutdown: counter!(SESSIONS_CLOSED, "reason" => "shutdown"),
+            limits: Limit::ALL.map(|l| counter!(LIMIT_HITS, "limit" => l.label())),
         }
     }
 
@@ -155,12 +167,14 @@ impl WorkerMetrics {
         self.broadcast_events.increment(1);
     }
 
-    /// Counts a closed session by why it closed: `timeout`, `logout`, or `client` (the client
-    /// went away).
+    /// Counts a closed session by why it closed: `timeout`, `logout`, `evicted` (user+IP cap),
+    /// `shutdown`, or `client` (the client went away).
     pub fn session_closed_for(&self, reason: &'static str) {
         match reason {
             "timeout" => self.closed_timeout.increment(1),
             "logout" => self.closed_logout.increment(1),
+            "evicted" => self.closed_evicted.increment(1),
+            "shutdown" => self.closed_shutdown.increment(1),
             _ => self.closed_client.increment(1),
         }
     }
@@ -197,6 +211,10 @@ impl Observer for WorkerMetrics {
             NoopOutcome::Disabled => 2,
         };
         self.noops[i].increment(1);
+    }
+
+    fn limit(&mut self, limit: Limit) {
+        self.limits[limit as usize].increment(1);
     }
 
     fn login(&mut self, success: bool) {

@@ -61,3 +61,22 @@ pub(crate) fn read_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<u
         }
     }
 }
+
+/// Blocks `signals` in the calling thread (threads it starts later inherit the mask) and
+/// returns a signalfd (close-on-exec, plus `flags`) that reads them.
+pub(crate) fn block_signals(signals: &[libc::c_int], flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is a valid sigset_t initialised by sigemptyset before any other use; the
+    // calls only read or write that one local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        owned_fd(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | flags))
+    }
+}

@@ -8,6 +8,8 @@ use common::Spool;
 #[test]
 fn ten_thousand_unchanged_noops_do_no_file_system_work() {
     let spool = Spool::new();
+    // This test storms on purpose; the NOOPRateLimit.1 pacing has a test of its own.
+    spool.reg_set("NOOPRateLimit", "0");
     let server = spool.start();
     let mut c = server.connect();
     assert!(c.run("l", "LOGIN carol carol-pw").starts_with("l OK"));

@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
 const DEMO_USER: &str = "demo";
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // First, before any thread starts: every thread must inherit the blocked signals.
+    let termination =
+        runtime::shutdown::Termination::block().context("blocking SIGTERM and SIGINT")?;
     let spool = args.spool.path();
     std::fs::create_dir_all(&spool)
         .with_context(|| format!("creating the spool {}", spool.display()))?;
@@ -88,6 +91,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             // One line on stdout that scripts (and the tests) can wait for.
             println!("hato: listening for IMAP on {addr}");
         }),
+        termination: Some(termination),
     })?;
     Ok(ExitCode::SUCCESS)
 }

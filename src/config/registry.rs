@@ -58,6 +58,15 @@ pub enum SettingId {
     PreauthTimeout,
     IdleKeepalive,
     IdleTimeoutSeconds,
+    MaxSessions,
+    MaxUserIpSessions,
+    UserIpEvict,
+    NoopRateLimit,
+    MaxBadCommands,
+    MaxPipelined,
+    AuthThrottleAfter,
+    AuthThrottleMaxDelay,
+    ShutdownGrace,
 }
 
 /// One setting of the reg tree.
@@ -157,7 +166,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 16] = [
+static DEFINITIONS: [SettingDef; 25] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -284,6 +293,84 @@ static DEFINITIONS: [SettingDef; 16] = [
         0,
         86_400,
         "if not 0, replaces IDLETimeout.1 with a time in seconds (for tests and fine tuning)",
+    ),
+    number(
+        "MaxSessions",
+        SettingId::MaxSessions,
+        "0",
+        "sessions",
+        0,
+        100_000_000,
+        "sessions the process accepts at once (more get `* BYE [LIMIT]`); 0 = the open-file limit",
+    ),
+    number(
+        "MaxUserIpSessions",
+        SettingId::MaxUserIpSessions,
+        "10",
+        "sessions",
+        0,
+        1_000_000,
+        "logged-in sessions one user may hold from one IP address; 0 = no cap",
+    ),
+    flag(
+        "UserIpEvict",
+        SettingId::UserIpEvict,
+        "1",
+        "at the user+IP cap, 1: the user+IP's oldest session is closed so the new login works; 0: the new login gets NO [LIMIT]",
+    ),
+    number(
+        "NOOPRateLimit",
+        SettingId::NoopRateLimit,
+        "20",
+        "per second",
+        0,
+        1_000_000,
+        "NOOP/CHECK per second one session is answered at without delay; faster pollers are slowed to this rate; 0 = off",
+    ),
+    number(
+        "MaxBadCommands",
+        SettingId::MaxBadCommands,
+        "20",
+        "commands",
+        0,
+        1_000_000,
+        "consecutive BAD answers after which the session is closed with BYE; 0 = never",
+    ),
+    number(
+        "MaxPipelined",
+        SettingId::MaxPipelined,
+        "64",
+        "commands",
+        1,
+        1_000_000,
+        "commands answered from one read before the answers are sent and other sessions get a turn",
+    ),
+    number(
+        "AuthThrottleAfter",
+        SettingId::AuthThrottleAfter,
+        "5",
+        "failures",
+        0,
+        1_000_000,
+        "failed logins from one IP address (forgotten after 10 quiet minutes) before its login attempts are spaced out; 0 = off",
+    ),
+    number(
+        "AuthThrottleMaxDelay",
+        SettingId::AuthThrottleMaxDelay,
+        "30",
+        "seconds",
+        1,
+        3600,
+        "longest spacing between login attempts from a throttled IP address (it doubles per failure up to this)",
+    ),
+    number(
+        "ShutdownGrace",
+        SettingId::ShutdownGrace,
+        "10",
+        "seconds",
+        0,
+        3600,
+        "on SIGTERM/SIGINT, how long sessions may finish the command in progress after `* BYE`",
     ),
 ];
 

@@ -46,6 +46,24 @@ pub struct Settings {
     pub idle_keepalive: Duration,
     /// `IdleTimeoutSeconds.1` (seconds; 0 = use `IDLETimeout.1`).
     pub idle_timeout_seconds: u64,
+    /// `MaxSessions.1`: sessions held at once; 0 = as many as the open-file limit allows.
+    pub max_sessions: u64,
+    /// `MaxUserIpSessions.1`: logged-in sessions per user and client address; 0 = no cap.
+    pub max_user_ip_sessions: u64,
+    /// `UserIpEvict.1`: at the user+IP cap, close the oldest session (true) or refuse (false).
+    pub user_ip_evict: bool,
+    /// `NOOPRateLimit.1` (per second): NOOP/CHECK answered without delay; 0 = no limit.
+    pub noop_rate_limit: u64,
+    /// `MaxBadCommands.1`: consecutive `BAD` answers before `BYE`; 0 = never.
+    pub max_bad_commands: u64,
+    /// `MaxPipelined.1`: commands answered from one read before the session yields.
+    pub max_pipelined: usize,
+    /// `AuthThrottleAfter.1`: failed logins from one address before throttling; 0 = off.
+    pub auth_throttle_after: u64,
+    /// `AuthThrottleMaxDelay.1` (seconds): the longest spacing of a throttled address.
+    pub auth_throttle_max_delay: Duration,
+    /// `ShutdownGrace.1` (seconds): time sessions get to finish after the shutdown `BYE`.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -79,6 +97,15 @@ impl Default for Settings {
             preauth_timeout: Duration::from_secs(60),
             idle_keepalive: Duration::from_secs(120),
             idle_timeout_seconds: 0,
+            max_sessions: 0,
+            max_user_ip_sessions: 10,
+            user_ip_evict: true,
+            noop_rate_limit: 20,
+            max_bad_commands: 20,
+            max_pipelined: 64,
+            auth_throttle_after: 5,
+            auth_throttle_max_delay: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -145,6 +172,19 @@ impl Settings {
                 self.idle_keepalive = Duration::from_secs(number(def, text)?)
             }
             SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds = number(def, text)?,
+            SettingId::MaxSessions => self.max_sessions = number(def, text)?,
+            SettingId::MaxUserIpSessions => self.max_user_ip_sessions = number(def, text)?,
+            SettingId::UserIpEvict => self.user_ip_evict = number(def, text)? == 1,
+            SettingId::NoopRateLimit => self.noop_rate_limit = number(def, text)?,
+            SettingId::MaxBadCommands => self.max_bad_commands = number(def, text)?,
+            SettingId::MaxPipelined => self.max_pipelined = to_usize(number(def, text)?)?,
+            SettingId::AuthThrottleAfter => self.auth_throttle_after = number(def, text)?,
+            SettingId::AuthThrottleMaxDelay => {
+                self.auth_throttle_max_delay = Duration::from_secs(number(def, text)?)
+            }
+            SettingId::ShutdownGrace => {
+                self.shutdown_grace = Duration::from_secs(number(def, text)?)
+            }
         }
         Ok(())
     }
@@ -168,6 +208,17 @@ impl Settings {
             SettingId::PreauthTimeout => self.preauth_timeout = from.preauth_timeout,
             SettingId::IdleKeepalive => self.idle_keepalive = from.idle_keepalive,
             SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds = from.idle_timeout_seconds,
+            SettingId::MaxSessions => self.max_sessions = from.max_sessions,
+            SettingId::MaxUserIpSessions => self.max_user_ip_sessions = from.max_user_ip_sessions,
+            SettingId::UserIpEvict => self.user_ip_evict = from.user_ip_evict,
+            SettingId::NoopRateLimit => self.noop_rate_limit = from.noop_rate_limit,
+            SettingId::MaxBadCommands => self.max_bad_commands = from.max_bad_commands,
+            SettingId::MaxPipelined => self.max_pipelined = from.max_pipelined,
+            SettingId::AuthThrottleAfter => self.auth_throttle_after = from.auth_throttle_after,
+            SettingId::AuthThrottleMaxDelay => {
+                self.auth_throttle_max_delay = from.auth_throttle_max_delay
+            }
+            SettingId::ShutdownGrace => self.shutdown_grace = from.shutdown_grace,
         }
     }
 
@@ -195,6 +246,15 @@ impl Settings {
             SettingId::PreauthTimeout => self.preauth_timeout.as_secs().to_string(),
             SettingId::IdleKeepalive => self.idle_keepalive.as_secs().to_string(),
             SettingId::IdleTimeoutSeconds => self.idle_timeout_seconds.to_string(),
+            SettingId::MaxSessions => self.max_sessions.to_string(),
+            SettingId::MaxUserIpSessions => self.max_user_ip_sessions.to_string(),
+            SettingId::UserIpEvict => flag(self.user_ip_evict),
+            SettingId::NoopRateLimit => self.noop_rate_limit.to_string(),
+            SettingId::MaxBadCommands => self.max_bad_commands.to_string(),
+            SettingId::MaxPipelined => self.max_pipelined.to_string(),
+            SettingId::AuthThrottleAfter => self.auth_throttle_after.to_string(),
+            SettingId::AuthThrottleMaxDelay => self.auth_throttle_max_delay.as_secs().to_string(),
+            SettingId::ShutdownGrace => self.shutdown_grace.as_secs().to_string(),
         }
     }
 

@@ -62,7 +62,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 16);
+    assert_eq!(defs.len(), 25);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -100,6 +100,15 @@ fn table_matches_epost_names_and_defaults() {
         ("PreauthTimeout", "60"),
         ("IdleKeepalive", "120"),
         ("IdleTimeoutSeconds", "0"),
+        ("MaxSessions", "0"),
+        ("MaxUserIpSessions", "10"),
+        ("UserIpEvict", "1"),
+        ("NOOPRateLimit", "20"),
+        ("MaxBadCommands", "20"),
+        ("MaxPipelined", "64"),
+        ("AuthThrottleAfter", "5"),
+        ("AuthThrottleMaxDelay", "30"),
+        ("ShutdownGrace", "10"),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -201,6 +210,15 @@ fn every_setting_is_read() {
         ("PreauthTimeout.1", "120\n"),
         ("IdleKeepalive.1", "30\n"),
         ("IdleTimeoutSeconds.1", "7\n"),
+        ("MaxSessions.1", "50000\n"),
+        ("MaxUserIpSessions.1", "3\n"),
+        ("UserIpEvict.1", "0\n"),
+        ("NOOPRateLimit.1", "2\n"),
+        ("MaxBadCommands.1", "5\n"),
+        ("MaxPipelined.1", "8\n"),
+        ("AuthThrottleAfter.1", "0\n"),
+        ("AuthThrottleMaxDelay.1", "60\n"),
+        ("ShutdownGrace.1", "1\n"),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -224,6 +242,15 @@ fn every_setting_is_read() {
         preauth_timeout: Duration::from_secs(120),
         idle_keepalive: Duration::from_secs(30),
         idle_timeout_seconds: 7,
+        max_sessions: 50_000,
+        max_user_ip_sessions: 3,
+        user_ip_evict: false,
+        noop_rate_limit: 2,
+        max_bad_commands: 5,
+        max_pipelined: 8,
+        auth_throttle_after: 0,
+        auth_throttle_max_delay: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
     };
     assert_eq!(r.settings, expect);
 }

@@ -267,22 +267,7 @@ pub fn start_reload(tree: RegTree, settings: SharedSettings) -> io::Result<Reloa
 
 /// Blocks SIGHUP in this thread; a signalfd that reads it.
 fn block_sighup() -> io::Result<OwnedFd> {
-    // SAFETY: `set` is a valid sigset_t initialised by sigemptyset before any other use; the
-    // calls only read or write that one local.
-    unsafe {
-        let mut set: libc::sigset_t = mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        sys::owned_fd(libc::signalfd(
-            -1,
-            &set,
-            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
-        ))
-    }
+    sys::block_signals(&[libc::SIGHUP], libc::SFD_NONBLOCK)
 }
 
 /// What woke the thread up.

@@ -108,6 +108,66 @@ pub trait Observer {
     fn login(&mut self, success: bool);
     /// A NOOP with a mailbox selected was answered.
     fn noop(&mut self, outcome: NoopOutcome);
+    /// A protective limit was hit.
+    fn limit(&mut self, limit: Limit);
+}
+
+/// The protective limits (a bounded metric label). The session hits the protocol ones; the
+/// runtime the ones about connections, logins and pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A command line over `MaxLineLength.1` (`BAD`).
+    LineTooLong,
+    /// A literal over `MaxLiteralSize.1` (`NO [TOOBIG]`).
+    LiteralTooBig,
+    /// `MaxBadCommands.1` consecutive `BAD` answers (`BYE`).
+    BadCommands,
+    /// More than `MaxPipelined.1` commands in one read (the rest wait a turn).
+    Pipelined,
+    /// NOOP/CHECK faster than `NOOPRateLimit.1` (answers delayed).
+    NoopRate,
+    /// No login within `PreauthTimeout.1` (`BYE`).
+    PreauthTimeout,
+    /// `MaxSessions.1` reached (`BYE [LIMIT]` at connect).
+    Sessions,
+    /// `MaxUserIpSessions.1` reached and the oldest session closed (`UserIpEvict.1`=1).
+    UserIpEvicted,
+    /// `MaxUserIpSessions.1` reached and the login refused (`UserIpEvict.1`=0).
+    UserIpRefused,
+    /// A login attempt held back because its address failed too often (`AuthThrottleAfter.1`).
+    AuthThrottled,
+}
+
+impl Limit {
+    /// Every limit; the index of a limit is `limit as usize`.
+    pub const ALL: [Limit; 10] = [
+        Limit::LineTooLong,
+        Limit::LiteralTooBig,
+        Limit::BadCommands,
+        Limit::Pipelined,
+        Limit::NoopRate,
+        Limit::PreauthTimeout,
+        Limit::Sessions,
+        Limit::UserIpEvicted,
+        Limit::UserIpRefused,
+        Limit::AuthThrottled,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::LineTooLong => "line_length",
+            Limit::LiteralTooBig => "literal_size",
+            Limit::BadCommands => "bad_commands",
+            Limit::Pipelined => "pipelined",
+            Limit::NoopRate => "noop_rate",
+            Limit::PreauthTimeout => "preauth_timeout",
+            Limit::Sessions => "sessions",
+            Limit::UserIpEvicted => "user_ip_evicted",
+            Limit::UserIpRefused => "user_ip_refused",
+            Limit::AuthThrottled => "auth_throttled",
+        }
+    }
 }
 
 /// What a NOOP with a mailbox selected did.
@@ -129,6 +189,7 @@ impl Observer for NoObserver {
     fn command(&mut self, _: CommandName, _: Status, _: Instant) {}
     fn login(&mut self, _: bool) {}
     fn noop(&mut self, _: NoopOutcome) {}
+    fn limit(&mut self, _: Limit) {}
 }
 
 #[cfg(test)]
@@ -147,5 +208,12 @@ mod tests {
             }
         }
         assert_eq!(CommandName::parse(b"XYZZY"), CommandName::Unknown);
+    }
+
+    #[test]
+    fn limits_index_their_table() {
+        for (i, limit) in Limit::ALL.iter().enumerate() {
+            assert_eq!(*limit as usize, i);
+        }
     }
 }

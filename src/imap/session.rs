@@ -15,7 +15,7 @@ use super::commands;
 use super::parser::{self, ParseError};
 use super::response::{self, CapabilityContext, Status};
 use super::scanner::{Frame, Framer, Limits, Rejection};
-use super::{CommandName, Observer};
+use super::{CommandName, Limit, Observer};
 use std::sync::Arc;
 
 use super::selected::Selected;
@@ -41,6 +41,10 @@ pub enum Step {
     /// Run this storage work off the worker thread, then call [`Session::finish_work`] with its
     /// result and hand the session empty input to resume pipelined commands.
     Work(Work),
+    /// More commands are waiting in the session's buffer, but it answered its share
+    /// (`MaxPipelined.1`) for this turn: send what was written, let other sessions run, then
+    /// hand the session empty input to go on.
+    Yield,
     /// Write out what was produced, then close the connection.
     Close,
 }
@@ -126,6 +130,9 @@ pub enum AuthVerdict {
     Rejected,
     /// The user database could not be read.
     Unavailable,
+    /// The credentials are right, but the user already holds `MaxUserIpSessions.1` sessions
+    /// from this address and new logins are refused (`UserIpEvict.1`=0).
+    Limited,
 }
 
 /// A command tag kept across reads (IDLE, SASL, verification), inline for usual lengths so that
@@ -229,6 +236,10 @@ pub struct Session {
     framer: Framer,
     /// The unfinished tail of the input; empty (and unallocated) while the session is idle.
     pending: Vec<u8>,
+    /// Consecutive commands answered with `BAD` (`MaxBadCommands.1`).
+    bad_run: u16,
+    /// NOOP/CHECK answered since the driver last asked ([`Session::take_polls`]).
+    polls: u16,
 }
 
 impl Default for Session {
@@ -245,6 +256,8 @@ impl Session {
             selected: None,
             framer: Framer::default(),
             pending: Vec::new(),
+            bad_run: 0,
+            polls: 0,
         }
     }
 
@@ -299,8 +312,20 @@ impl Session {
 
     /// Ends a session whose client has been silent too long.
     pub fn time_out(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"* BYE Disconnected for inactivity\r\n");
+        self.close_with("Disconnected for inactivity", out);
+    }
+
+    /// Ends the session with an untagged `BYE` carrying `text` (eviction, shutdown).
+    pub fn close_with(&mut self, text: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"* BYE ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
         self.state = State::Logout;
+    }
+
+    /// NOOP/CHECK commands answered since the last call (for `NOOPRateLimit.1`).
+    pub fn take_polls(&mut self) -> u16 {
+        mem::take(&mut self.polls)
     }
 
     /// Bytes held for an unfinished command (0 when idle).
@@ -374,9 +399,18 @@ impl Session {
                 );
                 Status::No
             }
+            AuthVerdict::Limited => {
+                response::tagged(
+                    out,
+                    tag,
+                    Status::No,
+                    "[LIMIT] Too many sessions for this user from this address.",
+                );
+                Status::No
+            }
         };
         ctx.observer.login(status == Status::Ok);
-        ctx.observer.command(command, status, started);
+        self.finished(command, status, started, ctx, out);
     }
 
     /// Applies the result of the storage work this session handed out, answering its command.
@@ -390,7 +424,33 @@ impl Session {
             started,
         } = *working;
         let status = (done.0)(self, tag.as_bytes(), out);
-        ctx.observer.command(command, status, started);
+        self.finished(command, status, started, ctx, out);
+    }
+
+    /// Counts a finished command, and keeps the tallies the limits need: NOOP/CHECK for the
+    /// poll rate, consecutive `BAD`s for `MaxBadCommands.1` (which ends the session).
+    fn finished(
+        &mut self,
+        name: CommandName,
+        status: Status,
+        started: Instant,
+        ctx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        ctx.observer.command(name, status, started);
+        if matches!(name, CommandName::Noop | CommandName::Check) {
+            self.polls = self.polls.saturating_add(1);
+        }
+        if status != Status::Bad {
+            self.bad_run = 0;
+            return;
+        }
+        self.bad_run = self.bad_run.saturating_add(1);
+        let max = ctx.settings.max_bad_commands;
+        if max > 0 && u64::from(self.bad_run) >= max && self.state != State::Logout {
+            ctx.observer.limit(Limit::BadCommands);
+            self.close_with("Too many invalid commands", out);
+        }
     }
 
     /// Frames and handles as many commands as `buf` holds. Returns how many bytes were used.
@@ -400,20 +460,32 @@ impl Session {
             max_literal: ctx.settings.max_literal_size,
         };
         let mut pos = 0;
+        let mut answered = 0;
         loop {
+            if self.state == State::Logout {
+                return (pos, Step::Close);
+            }
             if matches!(self.mode, Mode::Verifying(_) | Mode::Working(_)) {
                 return (pos, Step::NeedInput);
+            }
+            if answered >= ctx.settings.max_pipelined && pos < buf.len() {
+                ctx.observer.limit(Limit::Pipelined);
+                return (pos, Step::Yield);
             }
             match self.framer.next_frame(&buf[pos..], &limits) {
                 Frame::Incomplete => return (pos, Step::NeedInput),
                 Frame::Continue => response::continuation(out, "Ready for literal data"),
+                // Nothing left to skip in this input: wait for more (never loop in place).
+                Frame::Rejected { consumed: 0, .. } => return (pos, Step::NeedInput),
                 Frame::Rejected { consumed, reason } => {
                     self.reject(&buf[pos..pos + consumed], reason, &limits, ctx, out);
                     pos += consumed;
+                    answered += 1;
                 }
                 Frame::Command { len } => {
                     let frame = &buf[pos..pos + len];
                     pos += len;
+                    answered += 1;
                     match self.line(frame, ctx, out) {
                         Step::NeedInput => {}
                         step => return (pos, step),
@@ -430,7 +502,7 @@ impl Session {
             Mode::Command => self.command(frame, started, ctx, out),
             Mode::Idle { tag } => {
                 let status = commands::idle::done(strip_line_end(frame), tag.as_bytes(), out);
-                ctx.observer.command(CommandName::Idle, status, started);
+                self.finished(CommandName::Idle, status, started, ctx, out);
                 Step::NeedInput
             }
             Mode::Sasl(sasl) => {
@@ -443,7 +515,7 @@ impl Session {
                     started,
                     out,
                 );
-                self.settle(CommandName::Authenticate, None, outcome, started, ctx)
+                self.settle(CommandName::Authenticate, None, outcome, started, ctx, out)
             }
             verifying @ (Mode::Verifying(_) | Mode::Working(_)) => {
                 // Not reached: process() stops feeding lines while slow work is out.
@@ -464,8 +536,7 @@ impl Session {
             Ok(command) => command,
             Err((tag, error)) => {
                 bad(out, tag, error);
-                ctx.observer
-                    .command(CommandName::Unknown, Status::Bad, started);
+                self.finished(CommandName::Unknown, Status::Bad, started, ctx, out);
                 return Step::NeedInput;
             }
         };
@@ -478,7 +549,7 @@ impl Session {
                 Outcome::Done(Status::Bad)
             }
         };
-        self.settle(name, Some(tag), outcome, started, ctx)
+        self.settle(name, Some(tag), outcome, started, ctx, out)
     }
 
     /// Turns a handler's outcome into the driver's next step, counting finished commands.
@@ -489,10 +560,11 @@ impl Session {
         outcome: Outcome,
         started: Instant,
         ctx: &mut Context<'_>,
+        out: &mut Vec<u8>,
     ) -> Step {
         match outcome {
             Outcome::Done(status) => {
-                ctx.observer.command(name, status, started);
+                self.finished(name, status, started, ctx, out);
                 Step::NeedInput
             }
             Outcome::Waiting => Step::NeedInput,
@@ -524,11 +596,12 @@ impl Session {
         ctx: &mut Context<'_>,
         out: &mut Vec<u8>,
     ) {
-        let text = match reason {
+        let (text, limit) = match reason {
             Rejection::Discarded => return,
-            Rejection::LineTooLong => "Line too long",
-            Rejection::LiteralTooBig => "[TOOBIG] Literal too big",
+            Rejection::LineTooLong => ("Line too long", Limit::LineTooLong),
+            Rejection::LiteralTooBig => ("[TOOBIG] Literal too big", Limit::LiteralTooBig),
         };
+        ctx.observer.limit(limit);
         // A refused line also ends IDLE or a SASL exchange, whose tag is the one owed.
         let owed = match mem::replace(&mut self.mode, Mode::Command) {
             Mode::Idle { tag } => Some(tag),
@@ -560,8 +633,7 @@ impl Session {
             }
             None => response::untagged(out, &format!("BAD {text}")),
         }
-        ctx.observer
-            .command(CommandName::Unknown, status, Instant::now());
+        self.finished(CommandName::Unknown, status, Instant::now(), ctx, out);
     }
 }
 

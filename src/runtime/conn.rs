@@ -23,7 +23,8 @@ use tracing::debug;
 
 use super::worker::Worker;
 use super::{idle, socket_io};
-use crate::imap::session::{Credentials, Step, Work};
+use crate::imap::Limit;
+use crate::imap::session::{Credentials, Session, Step, Work};
 
 /// Serves one connection (whose session is `key`) until the client leaves or the session ends.
 pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, key: usize) {
@@ -50,6 +51,10 @@ enum Closed {
     Logout,
     /// No client traffic for too long.
     Timeout,
+    /// A newer session of the same user and address took its place (`MaxUserIpSessions.1`).
+    Evicted,
+    /// The server is shutting down.
+    Shutdown,
 }
 
 impl Closed {
@@ -58,6 +63,8 @@ impl Closed {
             Closed::Client => "client",
             Closed::Logout => "logout",
             Closed::Timeout => "timeout",
+            Closed::Evicted => "evicted",
+            Closed::Shutdown => "shutdown",
         }
     }
 }
@@ -66,80 +73,143 @@ impl Closed {
 enum Wake {
     /// The socket has input (or an error or hang-up to read).
     Input,
-    /// Signal bits from the worker (IDLE push, keepalive, timeout).
+    /// Signal bits from the worker (IDLE push, keepalive, timeout, eviction, shutdown).
     Signal(u8),
+}
+
+/// What the driver does after a session's answers are sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Wait for the client.
+    Read,
+    /// Go on with commands already received (the session yielded its turn).
+    Resume,
+    /// Close the connection.
+    Close,
 }
 
 async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
     worker.with_session(key, |session, ctx, out| session.greeting(ctx, out));
-    let mut open = true;
+    let mut next = Next::Read;
     // One send and one wait per turn, so the future has one slot for each.
-    while open {
-        socket_io::send_all(fd, &worker.out).await?;
-        worker.touch_output(key);
-        worker.reconcile_idle(key);
-        // The readiness request stays in flight while signals are answered, so a long IDLE
-        // with many pushes keeps exactly one request in the ring.
-        let mut readable = pin!(socket_io::readable(fd));
-        loop {
-            let wake = poll_fn(|cx| {
-                let bits = worker.take_signal_or_park(key, cx.waker());
-                if bits != 0 {
-                    return Poll::Ready(Ok(Wake::Signal(bits)));
-                }
-                readable.as_mut().poll(cx).map(|r| r.map(|_| Wake::Input))
+    loop {
+        if let Some(delay) = worker.poll_delay(key) {
+            // A client polling faster than NOOPRateLimit.1 waits for its answers. They leave
+            // the worker's shared output buffer first: other sessions write there meanwhile.
+            worker.count_limit(Limit::NoopRate);
+            let held = worker.out.borrow_mut().split_off(0);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                socket_io::send_rest(fd, held).await
             })
             .await?;
-            let Wake::Signal(bits) = wake else {
-                break;
-            };
-            if bits & idle::TIMEOUT != 0 {
-                worker.with_session(key, |session, _, out| session.time_out(out));
-                socket_io::send_all(fd, &worker.out).await?;
-                return Ok(Closed::Timeout);
-            }
-            let changed_at = worker
-                .with_session(key, |session, _, out| {
-                    let pushed = if bits & idle::PUSH != 0 {
-                        session.idle_push(out)
-                    } else {
-                        None
-                    };
-                    if bits & idle::KEEPALIVE != 0 {
-                        session.keepalive(out);
-                    }
-                    pushed
-                })
-                .flatten();
-            socket_io::send_all(fd, &worker.out).await?;
-            worker.touch_output(key);
-            if let Some(changed_at) = changed_at {
-                worker.record_notify_latency(changed_at.elapsed());
-            }
         }
-        let step = {
-            let mut scratch = worker.scratch.borrow_mut();
-            let n = match socket_io::recv(fd, &mut scratch) {
-                Ok(0) => return Ok(Closed::Client),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            };
-            let input = &scratch[..n];
-            worker.with_session(key, |session, ctx, out| session.on_input(input, ctx, out))
+        socket_io::send_all(fd, &worker.out).await?;
+        worker.touch_output(key);
+        let step = match next {
+            Next::Close => return Ok(Closed::Logout),
+            Next::Resume => {
+                // Let the worker's other sessions run before this one goes on.
+                tokio::task::yield_now().await;
+                worker.with_session(key, |session, ctx, out| session.on_input(&[], ctx, out))
+            }
+            Next::Read => {
+                worker.reconcile_idle(key);
+                if let Some(closed) = wait_for_input(worker, key, fd).await? {
+                    return Ok(closed);
+                }
+                let mut scratch = worker.scratch.borrow_mut();
+                let n = match socket_io::recv(fd, &mut scratch) {
+                    Ok(0) => return Ok(Closed::Client),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                };
+                let input = &scratch[..n];
+                let step =
+                    worker.with_session(key, |session, ctx, out| session.on_input(input, ctx, out));
+                worker.touch_input(key);
+                step
+            }
         };
-        worker.touch_input(key);
-        open = match step.unwrap_or(Step::Close) {
-            Step::NeedInput => true,
-            Step::Close => false,
+        next = match step.unwrap_or(Step::Close) {
+            Step::NeedInput => Next::Read,
+            Step::Yield => Next::Resume,
+            Step::Close => Next::Close,
             Step::Verify(credentials) => {
                 Box::pin(slow(worker, key, fd, Slow::Verify(credentials))).await?
             }
             Step::Work(work) => Box::pin(slow(worker, key, fd, Slow::Work(work))).await?,
         };
     }
-    socket_io::send_all(fd, &worker.out).await?;
-    Ok(Closed::Logout)
+}
+
+/// Waits until the client sent something, answering the worker's signals meanwhile. Returns
+/// why the session ended instead, if a signal ended it.
+async fn wait_for_input(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Option<Closed>> {
+    // The readiness request stays in flight while signals are answered, so a long IDLE with
+    // many pushes keeps exactly one request in the ring.
+    let mut readable = pin!(socket_io::readable(fd));
+    loop {
+        let wake = poll_fn(|cx| {
+            let bits = worker.take_signal_or_park(key, cx.waker());
+            if bits != 0 {
+                return Poll::Ready(Ok(Wake::Signal(bits)));
+            }
+            readable.as_mut().poll(cx).map(|r| r.map(|_| Wake::Input))
+        })
+        .await?;
+        let Wake::Signal(bits) = wake else {
+            return Ok(None);
+        };
+        if bits & idle::ENDING != 0 {
+            let closed = worker
+                .with_session(key, |session, _, out| end(session, bits, out))
+                .unwrap_or(Closed::Client);
+            if let Closed::Timeout = closed
+                && worker.with_session(key, |s, _, _| s.user().is_none()) == Some(true)
+            {
+                worker.count_limit(Limit::PreauthTimeout);
+            }
+            socket_io::send_all(fd, &worker.out).await?;
+            return Ok(Some(closed));
+        }
+        let changed_at = worker
+            .with_session(key, |session, _, out| {
+                let pushed = if bits & idle::PUSH != 0 {
+                    session.idle_push(out)
+                } else {
+                    None
+                };
+                if bits & idle::KEEPALIVE != 0 {
+                    session.keepalive(out);
+                }
+                pushed
+            })
+            .flatten();
+        socket_io::send_all(fd, &worker.out).await?;
+        worker.touch_output(key);
+        if let Some(changed_at) = changed_at {
+            worker.record_notify_latency(changed_at.elapsed());
+        }
+    }
+}
+
+/// Writes the `BYE` for a signal that ends the session; returns why it ended.
+fn end(session: &mut Session, bits: u8, out: &mut Vec<u8>) -> Closed {
+    if bits & idle::SHUTDOWN != 0 {
+        session.close_with("Server shutting down", out);
+        Closed::Shutdown
+    } else if bits & idle::EVICT != 0 {
+        session.close_with(
+            "[LIMIT] Closed for a newer session of this user from this address",
+            out,
+        );
+        Closed::Evicted
+    } else {
+        session.time_out(out);
+        Closed::Timeout
+    }
 }
 
 /// Work a session asked for that must not run on the worker thread.
@@ -151,14 +221,14 @@ enum Slow {
 /// Sends what the session wrote so far, has the slow part done off the thread (a password
 /// check, storage work), lets the session answer, and resumes the commands the client
 /// pipelined behind it (which may need slow work again). The answers are left in the output
-/// buffer for the caller to send. Returns whether the connection stays open.
-async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result<bool> {
+/// buffer for the caller to send. Returns what the driver does next.
+async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result<Next> {
     let mut next = first;
     loop {
         socket_io::send_all(fd, &worker.out).await?;
         let step = match next {
             Slow::Verify(credentials) => {
-                let verdict = worker.verify(credentials).await;
+                let verdict = worker.verify(key, credentials).await;
                 worker.with_session(key, |session, ctx, out| {
                     session.finish_auth(verdict, ctx, out);
                     session.on_input(&[], ctx, out)
@@ -166,7 +236,7 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
             }
             Slow::Work(work) => {
                 let Some(done) = worker.run_work(work, fd).await else {
-                    return Ok(false);
+                    return Ok(Next::Close);
                 };
                 worker.with_session(key, |session, ctx, out| {
                     session.finish_work(done, ctx, out);
@@ -175,8 +245,9 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
             }
         };
         next = match step.unwrap_or(Step::Close) {
-            Step::NeedInput => return Ok(true),
-            Step::Close => return Ok(false),
+            Step::NeedInput => return Ok(Next::Read),
+            Step::Yield => return Ok(Next::Resume),
+            Step::Close => return Ok(Next::Close),
             Step::Verify(credentials) => Slow::Verify(credentials),
             Step::Work(work) => Slow::Work(work),
         };

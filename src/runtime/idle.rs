@@ -34,6 +34,23 @@ use crate::store::{Mailbox, Store};
 pub(crate) const PUSH: u8 = 1;
 pub(crate) const KEEPALIVE: u8 = 2;
 pub(crate) const TIMEOUT: u8 = 4;
+/// Closed for a newer session of the same user and address (`MaxUserIpSessions.1`).
+pub(crate) const EVICT: u8 = 8;
+/// The server is shutting down.
+pub(crate) const SHUTDOWN: u8 = 16;
+/// Signals that end the session.
+pub(crate) const ENDING: u8 = TIMEOUT | EVICT | SHUTDOWN;
+
+/// What other threads tell a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// Mailbox `id` changed.
+    Changed(usize),
+    /// Close the session at this slab key if it is still the one with this serial.
+    Evict { key: usize, serial: u64 },
+    /// Stop accepting and close every session (SIGTERM/SIGINT).
+    Shutdown,
+}
 
 /// The mailboxes a worker's IDLE sessions wait on.
 #[derive(Default)]
@@ -102,15 +119,15 @@ impl WatchTable {
 /// One channel per worker; the store's change hook sends to them. Also holds the process-wide
 /// [`FolderWatcher`], started here.
 pub struct Notices {
-    senders: Vec<mpsc::UnboundedSender<usize>>,
-    receivers: Vec<Option<mpsc::UnboundedReceiver<usize>>>,
+    senders: Vec<mpsc::UnboundedSender<Notice>>,
+    receivers: Vec<Option<mpsc::UnboundedReceiver<Notice>>>,
     folders: Option<Arc<FolderWatcher>>,
 }
 
 /// What a worker gets from [`Notices::take`].
 pub struct WorkerNotices {
-    /// The worker's change notices.
-    pub(crate) receiver: mpsc::UnboundedReceiver<usize>,
+    /// The worker's notices.
+    pub(crate) receiver: mpsc::UnboundedReceiver<Notice>,
     /// The process-wide folder watcher (none if inotify is unavailable).
     pub(crate) folders: Option<Arc<FolderWatcher>>,
 }
@@ -139,10 +156,15 @@ impl Notices {
             for (i, sender) in senders.iter().enumerate() {
                 if watchers & (1 << (i % 64)) != 0 {
                     // A closed channel means the worker is gone; nothing to tell.
-                    let _ = sender.send(mailbox);
+                    let _ = sender.send(Notice::Changed(mailbox));
                 }
             }
         });
+    }
+
+    /// The sending ends, one per worker (index = worker id).
+    pub(crate) fn senders(&self) -> Senders {
+        Senders(self.senders.clone())
     }
 
     /// Worker `id`'s receiving end and the folder watcher (once).
@@ -155,15 +177,42 @@ impl Notices {
     }
 }
 
-/// Relays change notices to the IDLE sessions of this worker (with `Broadcast.1`=1).
-pub(crate) async fn relay(worker: Rc<Worker>, mut notices: mpsc::UnboundedReceiver<usize>) {
-    while let Some(mailbox) = notices.recv().await {
-        if !worker.settings().broadcast {
-            continue;
+/// A way to reach every worker.
+#[derive(Clone)]
+pub(crate) struct Senders(Vec<mpsc::UnboundedSender<Notice>>);
+
+impl Senders {
+    /// Tells worker `id` (a gone worker has nothing to be told).
+    pub(crate) fn send(&self, id: usize, notice: Notice) {
+        if let Some(sender) = self.0.get(id) {
+            let _ = sender.send(notice);
         }
-        worker.count_broadcast();
-        for key in worker.watch_table().sessions(mailbox) {
-            worker.signal(key, PUSH);
+    }
+
+    /// Tells every worker.
+    pub(crate) fn broadcast(&self, notice: Notice) {
+        for sender in &self.0 {
+            let _ = sender.send(notice);
+        }
+    }
+}
+
+/// Acts on the notices sent to this worker: relays mailbox changes to its IDLE sessions (with
+/// `Broadcast.1`=1), closes evicted sessions, starts the shutdown.
+pub(crate) async fn relay(worker: Rc<Worker>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(notice) = notices.recv().await {
+        match notice {
+            Notice::Changed(mailbox) => {
+                if !worker.settings().broadcast {
+                    continue;
+                }
+                worker.count_broadcast();
+                for key in worker.watch_table().sessions(mailbox) {
+                    worker.signal(key, PUSH);
+                }
+            }
+            Notice::Evict { key, serial } => worker.evict(key, serial),
+            Notice::Shutdown => worker.shut_down(),
         }
     }
 }

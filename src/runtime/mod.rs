@@ -7,13 +7,18 @@
 //! * [`idle`]: what reaches a waiting session: IDLE pushes, keepalives, timeouts.
 //! * [`folder_watch`]: inotify on the folders IDLE sessions wait on, for writers outside hato.
 //! * [`listener`]: binding the per-worker listeners.
+//! * [`admission`]: process-wide session counts: `MaxSessions.1`, the user+IP cap and its
+//!   evictions, login throttling per address.
+//! * [`shutdown`]: `SIGTERM`/`SIGINT` turned into a graceful stop of every worker.
 //! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
 
+mod admission;
 mod conn;
 mod folder_watch;
 mod idle;
 pub mod limits;
 pub mod listener;
+pub mod shutdown;
 mod socket_io;
 pub mod worker;
 
@@ -54,6 +59,8 @@ pub struct ServeOptions {
     pub store: Arc<Store>,
     /// Called once the listeners are bound, with the IMAP address actually bound.
     pub on_ready: Box<dyn FnOnce(SocketAddr) + Send>,
+    /// The blocked termination signals; with them, SIGTERM/SIGINT shut down gracefully.
+    pub termination: Option<shutdown::Termination>,
 }
 
 /// Number of workers for a `Workers.1` value (0 = one per available core).
@@ -111,6 +118,15 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
 
     let mut notices = idle::Notices::new(workers);
     notices.install(&options.store);
+    let admission = Arc::new(admission::Admission::new(capacity));
+    if let Some(termination) = options.termination {
+        termination
+            .watch(notices.senders(), options.settings.clone())
+            .map_err(|source| RuntimeError::Spawn {
+                id: workers,
+                source,
+            })?;
+    }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
     for (id, listener) in listeners.into_iter().enumerate() {
@@ -123,6 +139,8 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
             core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
             slab_capacity: slab_capacity(capacity, workers),
             notices: notices.take(id),
+            admission: admission.clone(),
+            senders: notices.senders(),
         };
         let handle = thread::Builder::new()
             .name(format!("hato-worker-{id}"))

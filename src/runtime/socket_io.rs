@@ -128,8 +128,8 @@ fn send_now(fd: RawFd, out: &std::cell::RefCell<Vec<u8>>) -> io::Result<Option<V
     Ok(rest)
 }
 
-/// Waits for room and sends `rest`.
-async fn send_rest(fd: RawFd, rest: Vec<u8>) -> io::Result<()> {
+/// Sends `rest`, waiting for room as needed.
+pub(crate) async fn send_rest(fd: RawFd, rest: Vec<u8>) -> io::Result<()> {
     let mut sent = 0;
     while sent < rest.len() {
         writable(fd).await?;

@@ -2,24 +2,28 @@
 //! its own slab of sessions. Nothing here is shared with other workers except the read-only
 //! settings snapshot and the user directory, so the command path takes no locks.
 
-use std::cell::RefCell;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
+use std::net::{Shutdown, SocketAddr, TcpListener as StdListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Waker;
-use std::time::Instant;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use slab::Slab;
-use tokio::sync::Semaphore;
-use tokio_uring::net::TcpListener;
-use tracing::{debug, warn};
+use tokio::sync::{Notify, Semaphore};
+use tokio_uring::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
 
-use std::os::fd::RawFd;
-
-use super::idle::{self, WatchTable};
+use super::admission::{Admission, Admit, Member};
+use super::idle::{self, Notice, Senders, WatchTable};
 use super::{conn, socket_io};
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::{Settings, SharedSettings};
+use crate::imap::Limit;
+use crate::imap::Observer;
 use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Work};
 use crate::metrics::WorkerMetrics;
 use crate::store::Store;
@@ -43,8 +47,12 @@ pub struct WorkerSpec {
     pub core: Option<core_affinity::CoreId>,
     /// Sessions this worker expects to hold at most (its share of the open-file limit).
     pub slab_capacity: usize,
-    /// Change notices for mailboxes this worker's IDLE sessions watch.
+    /// Notices for this worker: mailbox changes, evictions, shutdown.
     pub notices: Option<idle::WorkerNotices>,
+    /// The process-wide session counts (caps, user+IP registry, login throttling).
+    pub(crate) admission: Arc<Admission>,
+    /// Every worker's notice channel (to evict a session held by another worker).
+    pub(crate) senders: Senders,
 }
 
 /// A session and what the worker knows about its connection.
@@ -60,6 +68,11 @@ pub(crate) struct Slot {
     last_output: u32,
     /// The mailbox (id) this session is registered as waiting on in IDLE.
     idle_on: Option<usize>,
+    /// Process-wide number of this session (a slab key is reused; this is not).
+    serial: u64,
+    /// `NOOPRateLimit.1` pacing: when (µs on the worker clock) the session's polls would be
+    /// due at the allowed rate. Polls more than a second ahead of it are delayed.
+    poll_due: u64,
 }
 
 /// A worker's state, shared by its tasks (all on the worker's one thread).
@@ -79,6 +92,11 @@ pub(crate) struct Worker {
     epoch: Instant,
     verifications: Semaphore,
     work_slots: Semaphore,
+    admission: Arc<Admission>,
+    senders: Senders,
+    /// Set once a shutdown started; `stop` wakes the accept loop for it.
+    stopping: Cell<bool>,
+    stop: Notify,
 }
 
 impl Worker {
@@ -109,32 +127,82 @@ impl Worker {
                 epoch: Instant::now(),
                 verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
                 work_slots: Semaphore::new(CONCURRENT_WORK),
+                admission: spec.admission,
+                senders: spec.senders,
+                stopping: Cell::new(false),
+                stop: Notify::new(),
             });
             if let Some(notices) = spec.notices {
                 tokio_uring::spawn(idle::relay(worker.clone(), notices.receiver));
             }
             tokio_uring::spawn(idle::housekeeping(worker.clone()));
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        debug!(worker = worker.id, %peer, "connection accepted");
-                        // The peer goes into the slab slot here, so that it is not part of
-                        // the connection's future.
-                        let key = worker.open_session(peer);
-                        let fut = conn::serve(worker.clone(), stream, key);
-                        tokio_uring::spawn(fut);
-                    }
-                    Err(e) => {
-                        // Out of descriptors or memory: back off instead of spinning.
-                        warn!(worker = worker.id, "accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
+            worker.accept_until_stopped(listener).await;
+            worker.drain().await;
+            Ok(())
         })
     }
 
-    pub(crate) fn open_session(&self, peer: SocketAddr) -> usize {
+    /// Accepts connections until a shutdown starts.
+    async fn accept_until_stopped(self: &Rc<Worker>, listener: TcpListener) {
+        let mut stopped = pin!(self.stop.notified());
+        loop {
+            let mut accept = pin!(listener.accept());
+            let accepted = poll_fn(|cx| {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                accept.as_mut().poll(cx).map(Some)
+            })
+            .await;
+            match accepted {
+                None => return,
+                Some(Ok((stream, peer))) => self.admit(stream, peer),
+                Some(Err(e)) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    warn!(worker = self.id, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Starts a session for a new connection, or turns it away at `MaxSessions.1`.
+    fn admit(self: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+        debug!(worker = self.id, %peer, "connection accepted");
+        let Some(serial) = self.admission.open(&self.settings.load()) else {
+            self.count_limit(Limit::Sessions);
+            // A fresh socket has room for one line; if not, the client is gone anyway.
+            let _ = socket_io::send(
+                stream.as_raw_fd(),
+                b"* BYE [LIMIT] Too many sessions on this server, try again later\r\n",
+            );
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        };
+        // The peer goes into the slab slot here, so that it is not part of the connection's
+        // future.
+        let key = self.open_session(peer, serial);
+        tokio_uring::spawn(conn::serve(self.clone(), stream, key));
+    }
+
+    /// After the accept loop stopped: waits for the sessions (told to close) to finish, for at
+    /// most `ShutdownGrace.1`.
+    async fn drain(&self) {
+        let grace = self.settings.load().shutdown_grace;
+        let started = Instant::now();
+        while !self.sessions.borrow().is_empty() && started.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.sessions.borrow().len();
+        if left > 0 {
+            warn!(
+                worker = self.id,
+                "shutdown: {left} sessions still busy after the grace time"
+            );
+        }
+    }
+
+    pub(crate) fn open_session(&self, peer: SocketAddr, serial: u64) -> usize {
         self.metrics.borrow().session_opened();
         let now = self.now();
         self.sessions.borrow_mut().insert(Slot {
@@ -145,7 +213,54 @@ impl Worker {
             last_input: now,
             last_output: now,
             idle_on: None,
+            serial,
+            poll_due: 0,
         })
+    }
+
+    /// Closes the session at `key` if it is still the one numbered `serial` (a newer session
+    /// of its user and address was admitted).
+    pub(crate) fn evict(&self, key: usize, serial: u64) {
+        let current = self.sessions.borrow().get(key).map(|slot| slot.serial);
+        if current == Some(serial) {
+            self.signal(key, idle::EVICT);
+        }
+    }
+
+    /// Starts the shutdown: no more connections, every session is told to close.
+    pub(crate) fn shut_down(&self) {
+        if self.stopping.replace(true) {
+            return;
+        }
+        info!(worker = self.id, "shutting down");
+        self.stop.notify_one();
+        let keys: Vec<usize> = self.sessions.borrow().iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.signal(key, idle::SHUTDOWN);
+        }
+    }
+
+    /// How long to hold back the answers of a session that just polled (NOOP/CHECK) faster than
+    /// `NOOPRateLimit.1`: a burst of a second's worth goes through, then the session is paced
+    /// at the limit. Delaying the answer is what slows a client that waits for it.
+    pub(crate) fn poll_delay(&self, key: usize) -> Option<Duration> {
+        const BURST_US: u64 = 1_000_000;
+        let rate = self.settings.load().noop_rate_limit;
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut sessions = self.sessions.borrow_mut();
+        let slot = sessions.get_mut(key)?;
+        let polls = u64::from(slot.session.take_polls());
+        if polls == 0 || rate == 0 {
+            return None;
+        }
+        let interval = 1_000_000 / rate.max(1);
+        slot.poll_due = slot.poll_due.max(now) + interval * polls;
+        let ahead = slot.poll_due - now;
+        (ahead > BURST_US).then(|| Duration::from_micros(ahead - BURST_US))
+    }
+
+    pub(crate) fn count_limit(&self, limit: Limit) {
+        self.metrics.borrow_mut().limit(limit);
     }
 
     /// Seconds on this worker's coarse clock.
@@ -288,6 +403,11 @@ impl Worker {
     /// Removes the session; returns the peer it served.
     pub(crate) fn close_session(&self, key: usize) -> Option<SocketAddr> {
         let slot = self.sessions.borrow_mut().try_remove(key)?;
+        self.admission.close();
+        if let Some(user) = slot.session.user() {
+            let member = self.member(key, slot.serial);
+            self.admission.logout(user, slot.peer.ip(), member);
+        }
         if let Some(mailbox) = slot.idle_on {
             let mut table = self.watch.borrow_mut();
             table.remove(self.id, mailbox, key);
@@ -334,9 +454,31 @@ impl Worker {
         }
     }
 
-    /// Checks credentials on the blocking pool, then delays a failure (without blocking the
-    /// worker) so password guessing is slow.
-    pub(crate) async fn verify(&self, credentials: Credentials) -> AuthVerdict {
+    fn member(&self, key: usize, serial: u64) -> Member {
+        Member {
+            worker: self.id,
+            key,
+            serial,
+        }
+    }
+
+    /// Checks the credentials of session `key` on the blocking pool (after the wait its
+    /// address owes if it keeps failing), delays a failure (without blocking the worker) so
+    /// password guessing is slow, and applies the user+IP cap to a success.
+    pub(crate) async fn verify(&self, key: usize, credentials: Credentials) -> AuthVerdict {
+        let Some((ip, serial)) = self
+            .sessions
+            .borrow()
+            .get(key)
+            .map(|slot| (slot.peer.ip(), slot.serial))
+        else {
+            return AuthVerdict::Unavailable;
+        };
+        let wait = self.admission.attempt_delay(ip, &self.settings.load());
+        if !wait.is_zero() {
+            self.count_limit(Limit::AuthThrottled);
+            tokio::time::sleep(wait).await;
+        }
         let verdict = {
             // The semaphore is never closed, so acquire only fails if it were; treat as busy.
             let _permit = self.verifications.acquire().await.ok();
@@ -358,11 +500,43 @@ impl Worker {
                 }
             }
         };
-        if verdict == AuthVerdict::Rejected {
-            let delay = self.settings.load().auth_fail_delay;
-            tokio::time::sleep(delay).await;
+        match verdict {
+            AuthVerdict::Rejected => {
+                self.admission.failed(ip);
+                let delay = self.settings.load().auth_fail_delay;
+                tokio::time::sleep(delay).await;
+                verdict
+            }
+            AuthVerdict::Accepted(user) => {
+                let member = self.member(key, serial);
+                match self
+                    .admission
+                    .login(&user, ip, member, &self.settings.load())
+                {
+                    Admit::Admitted => AuthVerdict::Accepted(user),
+                    Admit::Evict(oldest) => {
+                        self.count_limit(Limit::UserIpEvicted);
+                        if oldest.worker == self.id {
+                            self.evict(oldest.key, oldest.serial);
+                        } else {
+                            self.senders.send(
+                                oldest.worker,
+                                Notice::Evict {
+                                    key: oldest.key,
+                                    serial: oldest.serial,
+                                },
+                            );
+                        }
+                        AuthVerdict::Accepted(user)
+                    }
+                    Admit::Refused => {
+                        self.count_limit(Limit::UserIpRefused);
+                        AuthVerdict::Limited
+                    }
+                }
+            }
+            other => other,
         }
-        verdict
     }
 }
 
@@ -370,11 +544,12 @@ impl Worker {
 mod tests {
     use super::Slot;
 
-    /// An idle session costs its slot plus its task; keep the slot within budget.
+    /// An idle session costs its slot plus its task; keep the slot within budget (224 B since
+    /// the hardening limits added the session serial, the poll pacing and two tallies).
     #[test]
     fn slot_size_stays_small() {
         let size = std::mem::size_of::<Slot>();
         println!("slab slot: {size} bytes");
-        assert!(size <= 200, "a session's slab slot grew to {size} bytes");
+        assert!(size <= 224, "a session's slab slot grew to {size} bytes");
     }
 }

@@ -121,6 +121,8 @@ impl Spool {
             ]);
         }
         spool.reg_set("AuthFailDelay", "50");
+        // Tests log in wrongly on purpose; the per-address throttle has tests of its own.
+        spool.reg_set("AuthThrottleAfter", "0");
         spool
     }
 
@@ -313,7 +315,12 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::greeted(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a connection made elsewhere (e.g. from another source address); reads the
+    /// greeting.
+    pub fn greeted(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
