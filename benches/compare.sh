@@ -34,6 +34,9 @@ ulimit -n "$(ulimit -Hn)"
 start_hato() {
     local spool=$work/hato-$1
     target/release/hato user add bench --password benchpw --scheme plain --spool "$spool" >/dev/null 2>&1
+    # One user from one address holds every session here; lift the user+IP cap as the Dovecot
+    # configuration does (mail_max_userip_connections).
+    target/release/hato reg set MaxUserIpSessions 0 --spool "$spool" >/dev/null
     HATO_LOG=warn target/release/hato serve --spool "$spool" --imap "127.0.0.1:$hato_port" \
         --metrics "127.0.0.1:$((hato_port + 1000))" >/dev/null 2>&1 &
     pids+=($!)
@@ -64,19 +67,23 @@ stop_last() {
     sleep 1
 }
 
-storm() { # name port -> prints "cpu-ms-per-1000 p50 p99"
+storm() { # name port -> prints "cpu-ms-per-1000 p50 p99 probe-quiet-p99 probe-storm-p99"
     timeout 600 python3 benches/noop_storm.py --port "$2" --pid "$server_pid" --user bench \
-        --password benchpw --clients "$storm_clients" --seconds "$storm_seconds" --label "$1" |
-        tee -a "$work/log" |
-        sed -n 's/.*= \([0-9.]*\) ms per 1000 NOOPs; latency p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms/\1 \2 \3/p'
+        --password benchpw --clients "$storm_clients" --seconds "$storm_seconds" --label "$1" \
+        --probe | tee -a "$work/log" |
+        sed -n 's/.*= \([0-9.]*\) ms per 1000 NOOPs; latency p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms; probe SELECT+FETCH p99 quiet \([0-9.]*\) ms, during the storm \([0-9.]*\) ms.*/\1 \2 \3 \4 \5/p'
 }
 
 start_hato plain; hato_auth=$(measure hato "$hato_port" ""); stop_last
 start_dovecot plain; dovecot_auth=$(measure dovecot "$dovecot_port" ""); stop_last
 start_hato idle; hato_idle=$(measure hato "$hato_port" --idle); stop_last
 start_dovecot idle; dovecot_idle=$(measure dovecot "$dovecot_port" --idle); stop_last
-start_hato storm; read -r hato_cpu hato_p50 hato_p99 <<<"$(storm hato "$hato_port")"; stop_last
-start_dovecot storm; read -r dovecot_cpu dovecot_p50 dovecot_p99 <<<"$(storm dovecot "$dovecot_port")"; stop_last
+start_hato storm
+read -r hato_cpu hato_p50 hato_p99 hato_probe_quiet hato_probe_storm <<<"$(storm hato "$hato_port")"
+stop_last
+start_dovecot storm
+read -r dovecot_cpu dovecot_p50 dovecot_p99 dovecot_probe_quiet dovecot_probe_storm <<<"$(storm dovecot "$dovecot_port")"
+stop_last
 
 cat "$work/log" >&2
 ratio() { python3 -c "print(f'{$2 / $1:.1f}x')"; }
@@ -88,3 +95,5 @@ echo "| bytes per session in IDLE | $hato_idle | $dovecot_idle | $(ratio "$hato_
 echo "| NOOP storm ($storm_clients clients x 6.4/s, unchanged INBOX): server CPU ms per 1000 NOOPs | $hato_cpu | $dovecot_cpu | $(ratio "$hato_cpu" "$dovecot_cpu") |"
 echo "| NOOP storm: latency p50 ms | $hato_p50 | $dovecot_p50 | $(ratio "$hato_p50" "$dovecot_p50") |"
 echo "| NOOP storm: latency p99 ms | $hato_p99 | $dovecot_p99 | $(ratio "$hato_p99" "$dovecot_p99") |"
+echo "| another client's SELECT+FETCH p99 ms, quiet | $hato_probe_quiet | $dovecot_probe_quiet | $(ratio "$hato_probe_quiet" "$dovecot_probe_quiet") |"
+echo "| another client's SELECT+FETCH p99 ms, during the storm | $hato_probe_storm | $dovecot_probe_storm | $(ratio "$hato_probe_storm" "$dovecot_probe_storm") |"

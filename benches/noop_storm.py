@@ -7,8 +7,12 @@ round-trip latency percentiles.
 One process drives every client with non-blocking sockets; each client's sends are spread
 evenly (random phase), as independent Outlooks would be.
 
+With --probe, one more client (its own thread and connection) does `SELECT INBOX` then
+`UID FETCH 1:20 (FLAGS ENVELOPE)` every 100 ms, for a few seconds before the storm (quiet) and
+during it, and reports the p50/p99 of each: what the storm costs everyone else.
+
 Usage: noop_storm.py --port P --pid PID --user U --password PW [--clients 1000] [--rate 6.4]
-       [--seconds 20] [--label NAME]
+       [--seconds 20] [--label NAME] [--probe]
 """
 
 import argparse
@@ -18,6 +22,7 @@ import random
 import resource
 import selectors
 import socket
+import threading
 import time
 
 
@@ -68,6 +73,52 @@ def open_session(port, user, password):
     return s
 
 
+def probe(port, user, password, until, samples):
+    """SELECT + FETCH round trips every 100 ms until `until` (monotonic), into `samples`."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.recv(4096)
+    s.sendall(f'l LOGIN "{user}" "{password}"\r\n'.encode())
+    read_until(s, b"l")
+    n = 0
+    while time.monotonic() < until:
+        n += 1
+        began = time.monotonic()
+        s.sendall(b"s%d SELECT INBOX\r\nf%d UID FETCH 1:20 (FLAGS ENVELOPE)\r\n" % (n, n))
+        read_until(s, b"f%d" % n)
+        samples.append(time.monotonic() - began)
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
+    s.close()
+
+
+def fill_inbox(port, user, password, count):
+    """APPENDs small messages until INBOX has `count` (so the probe's FETCH has work)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.recv(4096)
+    s.sendall(f'l LOGIN "{user}" "{password}"\r\n'.encode())
+    read_until(s, b"l")
+    s.sendall(b"s STATUS INBOX (MESSAGES)\r\n")
+    buf = b""
+    while b"\r\ns OK" not in buf and not buf.startswith(b"s OK"):
+        buf += s.recv(65536)
+    have = int(buf.split(b"MESSAGES ", 1)[1].split(b")", 1)[0])
+    for i in range(have, count):
+        body = (
+            f"From: probe{i}@example.com\r\nTo: bench@example.com\r\n"
+            f"Subject: probe message {i}\r\nMessage-ID: <probe{i}@bench>\r\n\r\nbody {i}\r\n"
+        ).encode()
+        s.sendall(b"a%d APPEND INBOX {%d}\r\n" % (i, len(body)))
+        while not s.recv(4096).startswith(b"+"):
+            pass
+        s.sendall(body + b"\r\n")
+        read_until(s, b"a%d" % i)
+    s.close()
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -78,10 +129,15 @@ def main():
     ap.add_argument("--rate", type=float, default=6.4)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--label", default="server")
+    ap.add_argument("--probe", action="store_true")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+    quiet = []
+    if args.probe:
+        fill_inbox(args.port, args.user, args.password, 20)
+        probe(args.port, args.user, args.password, time.monotonic() + 3, quiet)
     socks = [open_session(args.port, args.user, args.password) for _ in range(args.clients)]
     sel = selectors.DefaultSelector()
     for i, s in enumerate(socks):
@@ -95,6 +151,12 @@ def main():
     counters = [0] * args.clients
     latencies = []
     end = start + args.seconds
+    stormy = []
+    if args.probe:
+        prober = threading.Thread(
+            target=probe, args=(args.port, args.user, args.password, end, stormy), daemon=True
+        )
+        prober.start()
     cpu_before = cpu_seconds(args.pid)
     while True:
         now = time.monotonic()
@@ -128,16 +190,21 @@ def main():
     cpu = cpu_seconds(args.pid) - cpu_before
     answered = len(latencies)
     missing = sum(len(d) for d in sent_at)
-    latencies.sort()
-
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
-
+    probed = ""
+    if args.probe:
+        prober.join(timeout=30)
+        probed = (
+            f"; probe SELECT+FETCH p99 quiet {percentile(quiet, 0.99):.2f} ms, "
+            f"during the storm {percentile(stormy, 0.99):.2f} ms "
+            f"(p50 {percentile(quiet, 0.5):.2f} / {percentile(stormy, 0.5):.2f} ms, "
+            f"{len(quiet)}/{len(stormy)} samples)"
+        )
     print(
         f"{args.label}: {args.clients} clients x {args.rate}/s for {args.seconds:.0f} s: "
         f"{answered} NOOPs answered ({answered / args.seconds:.0f}/s), {missing} missing; "
         f"server CPU {cpu:.2f} s = {cpu * 1000 / max(answered, 1) * 1000:.1f} ms per 1000 NOOPs; "
-        f"latency p50 {pct(0.50):.2f} ms, p99 {pct(0.99):.2f} ms"
+        f"latency p50 {percentile(latencies, 0.5):.2f} ms, p99 {percentile(latencies, 0.99):.2f} ms"
+        f"{probed}"
     )
     for s in socks:
         s.close()

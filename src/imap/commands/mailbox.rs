@@ -38,7 +38,9 @@ pub(crate) fn store_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -
             tracing::warn!("storage failure: {error}");
             format!("[{code}] Internal error, see the server log")
         }
-        _ => format!("[{code}] {error}"),
+        // Response text is 7-bit (RFC 3501 §9): names go back as the client spells them, in
+        // modified UTF-7.
+        _ => format!("[{code}] {}", crate::imap::mailbox_name::encode(&error.to_string())),
     };
     response::tagged(out, tag, Status::No, &text);
     Status::No
