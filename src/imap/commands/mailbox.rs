@@ -40,7 +40,10 @@ pub(crate) fn store_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -
         }
         // Response text is 7-bit (RFC 3501 §9): names go back as the client spells them, in
         // modified UTF-7.
-        _ => format!("[{code}] {}", crate::imap::mailbox_name::encode(&error.to_string())),
+        _ => format!(
+            "[{code}] {}",
+            crate::imap::mailbox_name::encode(&error.to_string())
+        ),
     };
     response::tagged(out, tag, Status::No, &text);
     Status::No
