@@ -342,23 +342,50 @@ impl Session {
 
     /// Handles bytes received from the client, writing responses into `out`.
     pub fn on_input(&mut self, input: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> Step {
-        if self.pending.is_empty() {
+        let step = if self.pending.is_empty() {
             // Fast path: scan the bytes where they are; keep only an unfinished tail.
             let (consumed, step) = self.process(input, ctx, out);
             if consumed < input.len() && self.state != State::Logout {
                 self.pending.extend_from_slice(&input[consumed..]);
             }
-            return step;
+            step
+        } else {
+            self.pending.extend_from_slice(input);
+            let mut buf = mem::take(&mut self.pending);
+            let (consumed, step) = self.process(&buf, ctx, out);
+            if consumed < buf.len() && self.state != State::Logout {
+                buf.drain(..consumed);
+                self.pending = buf;
+            }
+            // Otherwise `buf` is dropped here: an idle session keeps no buffer.
+            step
+        };
+        if self.pending.len() as u64 > self.command_limit(ctx.settings) {
+            // One command chaining literals, each within the limit, past any sensible size:
+            // its end cannot be found without reading it all, so the connection ends here.
+            ctx.observer.limit(Limit::LiteralTooBig);
+            self.pending = Vec::new();
+            self.close_with("[TOOBIG] Command too big", out);
+            return Step::Close;
         }
-        self.pending.extend_from_slice(input);
-        let mut buf = mem::take(&mut self.pending);
-        let (consumed, step) = self.process(&buf, ctx, out);
-        if consumed < buf.len() && self.state != State::Logout {
-            buf.drain(..consumed);
-            self.pending = buf;
-        }
-        // Otherwise `buf` is dropped here: an idle session keeps no buffer.
         step
+    }
+
+    /// The largest literal accepted now. Before login only LOGIN takes literals, and a user
+    /// name or password never needs more than a line's worth.
+    fn literal_limit(&self, settings: &Settings) -> u64 {
+        let max = settings.max_literal_size;
+        if self.user().is_some() {
+            max
+        } else {
+            max.min(settings.max_line_length as u64)
+        }
+    }
+
+    /// The most one unfinished command may hold buffered: one literal at the limit and a line.
+    fn command_limit(&self, settings: &Settings) -> u64 {
+        self.literal_limit(settings)
+            .saturating_add(settings.max_line_length as u64)
     }
 
     /// Answers the command whose credentials the driver checked.
@@ -457,7 +484,7 @@ impl Session {
     fn process(&mut self, buf: &[u8], ctx: &mut Context<'_>, out: &mut Vec<u8>) -> (usize, Step) {
         let limits = Limits {
             max_line: ctx.settings.max_line_length,
-            max_literal: ctx.settings.max_literal_size,
+            max_literal: self.literal_limit(ctx.settings),
         };
         let mut pos = 0;
         let mut answered = 0;
@@ -811,6 +838,40 @@ mod tests {
         assert_eq!(step, Step::Close);
         assert_eq!(out, b"* BYE Logging out\r\nz OK LOGOUT completed\r\n");
         assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn chained_literals_past_the_command_limit_end_the_session() {
+        let settings = Settings {
+            max_literal_size: 100,
+            max_line_length: 1024,
+            ..Settings::default()
+        };
+        let mut s = logged_in(&settings);
+        let (_, step) = feed(&mut s, &settings, b"a APPEND INBOX {100+}\r\n");
+        assert_eq!(step, Step::NeedInput);
+        let chunk = [b'x'; 100];
+        let mut last = (Vec::new(), Step::NeedInput);
+        for input in [&chunk[..], b" {100+}\r\n"].iter().cycle().take(40) {
+            last = feed(&mut s, &settings, input);
+            if last.1 == Step::Close {
+                break;
+            }
+        }
+        assert_eq!(last.1, Step::Close, "the command grew without bound");
+        assert_eq!(last.0, b"* BYE [TOOBIG] Command too big\r\n");
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn literals_before_login_are_limited_to_a_line() {
+        let settings = Settings::default();
+        let mut s = Session::new();
+        let (out, step) = feed(&mut s, &settings, b"a LOGIN {65537}\r\n");
+        assert_eq!(step, Step::NeedInput);
+        assert_eq!(out, b"a NO [TOOBIG] Literal too big\r\n");
+        let (out, _) = feed(&mut s, &settings, b"b LOGIN {5}\r\n");
+        assert_eq!(out, b"+ Ready for literal data\r\n");
     }
 
     #[test]
