@@ -23,6 +23,7 @@ fn in_memory(c: &mut Criterion) {
         settings: &settings,
         observer: &mut observer,
         store: &store,
+        tls_available: false,
     };
     let mut out = Vec::with_capacity(4096);
     let mut session = Session::new();

@@ -10,6 +10,8 @@
 //! * [`config`]: the E-Post reg tree (`<spool>/reg/epost/ims/EPST5IMAP4S/`) and the live
 //!   settings snapshot.
 //! * [`store`]: Maildir storage: folders, UIDs, flags, the shared per-mailbox index.
+//! * [`tls`]: the certificate, loaded into the rustls configuration workers share, and its
+//!   reloads.
 //! * [`lmtp`]: mail delivery: the LMTP server MTAs deliver to, and `hato deliver`.
 //! * [`metrics`]: the Prometheus exporter and the metric names.
 //! * [`cli`]: the `hato` command line.
@@ -23,3 +25,4 @@ pub mod metrics;
 pub mod runtime;
 pub mod store;
 mod sys;
+pub mod tls;

@@ -29,6 +29,7 @@ pub const MAILBOX_SCANS: &str = "hato_mailbox_scans_total";
 pub const NOOPS: &str = "hato_noop_total";
 pub const NOTIFY_LATENCY: &str = "hato_notify_latency_seconds";
 pub const LIMIT_HITS: &str = "hato_limit_hits_total";
+pub const TLS_HANDSHAKES: &str = "hato_tls_handshakes_total";
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -88,6 +89,10 @@ fn describe() {
         LIMIT_HITS,
         "Protective limits hit, by limit (line_length, literal_size, bad_commands, pipelined, noop_rate, preauth_timeout, sessions, user_ip_evicted, user_ip_refused, auth_throttled)."
     );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes (IMAPS and STARTTLS), by result (ok, failed) and version (1.2, 1.3; none when failed)."
+    );
     describe_gauge!(
         SESSION_CAPACITY,
         "Sessions the process can hold under its open-file limit."
@@ -116,6 +121,8 @@ pub struct WorkerMetrics {
     closed_shutdown: Counter,
     /// `limits[limit as usize]`.
     limits: [Counter; Limit::ALL.len()],
+    /// TLS handshakes: ok with 1.3, ok with 1.2, ok with another version, failed.
+    tls_handshakes: [Counter; 4],
 }
 
 impl WorkerMetrics {
@@ -148,6 +155,15 @@ impl WorkerMetrics {
             closed_evicted: counter!(SESSIONS_CLOSED, "reason" => "evicted"),
             closed_shutdown: counter!(SESSIONS_CLOSED, "reason" => "shutdown"),
             limits: Limit::ALL.map(|l| counter!(LIMIT_HITS, "limit" => l.label())),
+            tls_handshakes: [
+                ("ok", "1.3"),
+                ("ok", "1.2"),
+                ("ok", "other"),
+                ("failed", "none"),
+            ]
+            .map(|(result, version)| {
+                counter!(TLS_HANDSHAKES, "result" => result, "version" => version)
+            }),
         }
     }
 
@@ -177,6 +193,18 @@ impl WorkerMetrics {
             "shutdown" => self.closed_shutdown.increment(1),
             _ => self.closed_client.increment(1),
         }
+    }
+
+    /// Counts a finished TLS handshake: its version (`1.3`, `1.2`, `other`), or `None` when it
+    /// failed.
+    pub fn tls_handshake(&self, version: Option<&str>) {
+        let i = match version {
+            Some("1.3") => 0,
+            Some("1.2") => 1,
+            Some(_) => 2,
+            None => 3,
+        };
+        self.tls_handshakes[i].increment(1);
     }
 
     pub fn session_opened(&self) {

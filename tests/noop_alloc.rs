@@ -53,6 +53,7 @@ fn noop_idle_and_done_allocate_nothing() {
         settings: &settings,
         observer: &mut observer,
         store: &store,
+        tls_available: false,
     };
     let mut out = Vec::with_capacity(4096);
     let mut session = Session::new();
@@ -101,6 +102,7 @@ fn noop_on_an_unchanged_selected_mailbox_allocates_nothing() {
         settings: &settings,
         observer: &mut observer,
         store: &store,
+        tls_available: false,
     };
     let mut out = Vec::with_capacity(4096);
     let mut session = Session::new();

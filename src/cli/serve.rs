@@ -15,6 +15,7 @@ use crate::auth::{PasswdFile, Scheme, UserDirectory};
 use crate::config::{RegTree, SharedSettings};
 use crate::runtime::{self, ServeOptions};
 use crate::store::Store;
+use crate::tls::Tls;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -29,6 +30,9 @@ pub(crate) struct ServeArgs {
     /// LMTP listen address (overrides LmtpListen.1).
     #[arg(long, value_name = "ADDR:PORT")]
     lmtp: Option<SocketAddr>,
+    /// IMAPS listen address (overrides ImapsListen.1; used when a certificate is configured).
+    #[arg(long, value_name = "ADDR:PORT")]
+    imaps: Option<SocketAddr>,
 }
 
 /// The user created on a first start, so the quick start has someone to log in as.
@@ -58,6 +62,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.lmtp {
         settings.lmtp_listen = addr;
     }
+    if let Some(addr) = args.imaps {
+        settings.imaps_listen = addr;
+    }
 
     let passwd = PasswdFile::new(settings.passwd_path(&spool));
     if !passwd.exists() {
@@ -66,10 +73,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Arc::new(UserDirectory::new(passwd));
     let store = Arc::new(Store::new(&spool));
     let lmtp_addr = settings.lmtp_listen;
+    let tls = Arc::new(Tls::new(&spool, &settings));
     let shared = SharedSettings::new(settings);
     // Live reload (SIGHUP, inotify); blocks SIGHUP here, before the workers inherit the mask.
     let _reload = crate::config::start_reload(tree, shared.clone())
         .context("starting the settings reload thread")?;
+    // Threads start after the signals are blocked (they inherit the mask).
+    tls.spawn_refresher(shared.clone())
+        .context("starting the TLS certificate refresher")?;
     // LMTP after the reload thread (its threads inherit the blocked SIGHUP) and before the IMAP
     // line, which stays the last line scripts wait for. A failure to bind is not fatal: IMAP
     // is still served (and parallel test servers, which share the default port, keep working).
@@ -87,8 +98,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         settings: shared,
         users,
         store,
-        on_ready: Box::new(|addr| {
-            // One line on stdout that scripts (and the tests) can wait for.
+        tls,
+        on_ready: Box::new(|addr, tls_addr| {
+            if let Some(tls_addr) = tls_addr {
+                println!("hato: listening for IMAPS on {tls_addr}");
+            }
+            // One line on stdout that scripts (and the tests) wait for; the last one.
             println!("hato: listening for IMAP on {addr}");
         }),
         termination: Some(termination),

@@ -59,7 +59,7 @@ pub use error::{ConfigError, Problem, ProblemKind};
 pub use registry::{
     FILE_SUFFIX, SettingDef, SettingId, SettingKind, def_of, definitions, find, suggest,
 };
-pub use settings::{Change, Settings};
+pub use settings::{Change, PlaintextAuth, Settings};
 pub use snapshot::{Reload, SharedSettings};
 pub use tree::{
     Entry, LoadReport, MAX_FILE_BYTES, RegTree, Source, TEMP_PREFIX, TREE_DIR, is_temp_file_name,

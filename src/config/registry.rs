@@ -67,6 +67,10 @@ pub enum SettingId {
     AuthThrottleAfter,
     AuthThrottleMaxDelay,
     ShutdownGrace,
+    TlsCertificate,
+    TlsKey,
+    ImapsListen,
+    PlaintextAuth,
 }
 
 /// One setting of the reg tree.
@@ -166,7 +170,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 25] = [
+static DEFINITIONS: [SettingDef; 29] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -371,6 +375,36 @@ static DEFINITIONS: [SettingDef; 25] = [
         0,
         3600,
         "on SIGTERM/SIGINT, how long sessions may finish the command in progress after `* BYE`",
+    ),
+    text(
+        "TlsCertificate",
+        SettingId::TlsCertificate,
+        SettingKind::Path,
+        "",
+        "PEM certificate chain for IMAPS and STARTTLS (empty = no TLS; relative = under the spool)",
+    ),
+    text(
+        "TlsKey",
+        SettingId::TlsKey,
+        SettingKind::Path,
+        "",
+        "PEM private key of TlsCertificate.1 (empty = no TLS; relative = under the spool)",
+    ),
+    text(
+        "ImapsListen",
+        SettingId::ImapsListen,
+        SettingKind::SocketAddr,
+        "127.0.0.1:1993",
+        "IMAPS (implicit TLS) listen address; bound only when a certificate is configured",
+    ),
+    number(
+        "PlaintextAuth",
+        SettingId::PlaintextAuth,
+        "1",
+        "mode",
+        0,
+        2,
+        "login without TLS while TLS is available, 0: never; 1: from loopback only; 2: always",
     ),
 ];
 

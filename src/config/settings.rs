@@ -64,6 +64,25 @@ pub struct Settings {
     pub auth_throttle_max_delay: Duration,
     /// `ShutdownGrace.1` (seconds): time sessions get to finish after the shutdown `BYE`.
     pub shutdown_grace: Duration,
+    /// `TlsCertificate.1`: PEM chain; `None` = no TLS; see [`Settings::tls_paths`].
+    pub tls_certificate: Option<PathBuf>,
+    /// `TlsKey.1`: PEM private key; `None` = no TLS.
+    pub tls_key: Option<PathBuf>,
+    /// `ImapsListen.1`.
+    pub imaps_listen: SocketAddr,
+    /// `PlaintextAuth.1`: login without TLS while TLS is available.
+    pub plaintext_auth: PlaintextAuth,
+}
+
+/// When a login may be sent in clear text while TLS is available (`PlaintextAuth.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaintextAuth {
+    /// 0: never.
+    Never,
+    /// 1: from a loopback address only (a local webmail, tests).
+    Loopback,
+    /// 2: always.
+    Always,
 }
 
 impl Settings {
@@ -106,6 +125,10 @@ impl Default for Settings {
             auth_throttle_after: 5,
             auth_throttle_max_delay: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            tls_certificate: None,
+            tls_key: None,
+            imaps_listen: SocketAddr::from(([127, 0, 0, 1], 1993)),
+            plaintext_auth: PlaintextAuth::Loopback,
         }
     }
 }
@@ -133,6 +156,14 @@ impl std::fmt::Display for Change {
 }
 
 impl Settings {
+    /// The certificate and key files, when both are set (relative paths are under the spool).
+    pub fn tls_paths(&self, spool: &Path) -> Option<(PathBuf, PathBuf)> {
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((spool.join(cert), spool.join(key))),
+            _ => None,
+        }
+    }
+
     /// The passwd-file to use: `<spool>/passwd` when `PasswdFile.1` is unset or empty;
     /// a relative `PasswdFile.1` is taken relative to the spool, an absolute one as is.
     pub fn passwd_path(&self, spool: &Path) -> PathBuf {
@@ -185,6 +216,16 @@ impl Settings {
             SettingId::ShutdownGrace => {
                 self.shutdown_grace = Duration::from_secs(number(def, text)?)
             }
+            SettingId::TlsCertificate => self.tls_certificate = path(text)?,
+            SettingId::TlsKey => self.tls_key = path(text)?,
+            SettingId::ImapsListen => self.imaps_listen = address(text)?,
+            SettingId::PlaintextAuth => {
+                self.plaintext_auth = match number(def, text)? {
+                    0 => PlaintextAuth::Never,
+                    1 => PlaintextAuth::Loopback,
+                    _ => PlaintextAuth::Always,
+                }
+            }
         }
         Ok(())
     }
@@ -219,6 +260,10 @@ impl Settings {
                 self.auth_throttle_max_delay = from.auth_throttle_max_delay
             }
             SettingId::ShutdownGrace => self.shutdown_grace = from.shutdown_grace,
+            SettingId::TlsCertificate => self.tls_certificate.clone_from(&from.tls_certificate),
+            SettingId::TlsKey => self.tls_key.clone_from(&from.tls_key),
+            SettingId::ImapsListen => self.imaps_listen = from.imaps_listen,
+            SettingId::PlaintextAuth => self.plaintext_auth = from.plaintext_auth,
         }
     }
 
@@ -235,11 +280,7 @@ impl Settings {
             SettingId::ImapListen => self.imap_listen.to_string(),
             SettingId::MetricsListen => self.metrics_listen.to_string(),
             SettingId::LmtpListen => self.lmtp_listen.to_string(),
-            SettingId::PasswdFile => self
-                .passwd_file
-                .as_deref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            SettingId::PasswdFile => path_text(self.passwd_file.as_deref()),
             SettingId::MaxLineLength => self.max_line_length.to_string(),
             SettingId::MaxLiteralSize => self.max_literal_size.to_string(),
             SettingId::AuthFailDelay => self.auth_fail_delay.as_millis().to_string(),
@@ -255,6 +296,15 @@ impl Settings {
             SettingId::AuthThrottleAfter => self.auth_throttle_after.to_string(),
             SettingId::AuthThrottleMaxDelay => self.auth_throttle_max_delay.as_secs().to_string(),
             SettingId::ShutdownGrace => self.shutdown_grace.as_secs().to_string(),
+            SettingId::TlsCertificate => path_text(self.tls_certificate.as_deref()),
+            SettingId::TlsKey => path_text(self.tls_key.as_deref()),
+            SettingId::ImapsListen => self.imaps_listen.to_string(),
+            SettingId::PlaintextAuth => match self.plaintext_auth {
+                PlaintextAuth::Never => "0",
+                PlaintextAuth::Loopback => "1",
+                PlaintextAuth::Always => "2",
+            }
+            .to_string(),
         }
     }
 
@@ -346,6 +396,12 @@ fn path(text: &str) -> Result<Option<PathBuf>, String> {
     }
     one_line(text)?;
     Ok(Some(PathBuf::from(text)))
+}
+
+/// A path setting in file notation (empty when unset).
+fn path_text(path: Option<&Path>) -> String {
+    path.map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 25);
+    assert_eq!(defs.len(), 29);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -109,6 +109,10 @@ fn table_matches_epost_names_and_defaults() {
         ("AuthThrottleAfter", "5"),
         ("AuthThrottleMaxDelay", "30"),
         ("ShutdownGrace", "10"),
+        ("TlsCertificate", ""),
+        ("TlsKey", ""),
+        ("ImapsListen", "127.0.0.1:1993"),
+        ("PlaintextAuth", "1"),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -219,6 +223,10 @@ fn every_setting_is_read() {
         ("AuthThrottleAfter.1", "0\n"),
         ("AuthThrottleMaxDelay.1", "60\n"),
         ("ShutdownGrace.1", "1\n"),
+        ("TlsCertificate.1", "tls/cert.pem\n"),
+        ("TlsKey.1", "/etc/hato/key.pem\n"),
+        ("ImapsListen.1", "0.0.0.0:993\n"),
+        ("PlaintextAuth.1", "2\n"),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -251,6 +259,10 @@ fn every_setting_is_read() {
         auth_throttle_after: 0,
         auth_throttle_max_delay: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
+        tls_certificate: Some("tls/cert.pem".into()),
+        tls_key: Some("/etc/hato/key.pem".into()),
+        imaps_listen: "0.0.0.0:993".parse().expect("addr"),
+        plaintext_auth: crate::config::PlaintextAuth::Always,
     };
     assert_eq!(r.settings, expect);
 }

@@ -59,7 +59,12 @@ pub fn continuation(out: &mut Vec<u8>, text: &str) {
 /// Where in the protocol the capability list is asked for; the list depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapabilityContext {
-    PreAuth,
+    /// Before login: `starttls` when TLS can be started on this connection, `login` when a
+    /// login is allowed on it now (else `LOGINDISABLED` and no `AUTH=` mechanisms).
+    PreAuth {
+        starttls: bool,
+        login: bool,
+    },
     Authenticated,
 }
 
@@ -72,7 +77,16 @@ pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityC
         out.extend_from_slice(b" IDLE");
     }
     match context {
-        CapabilityContext::PreAuth => out.extend_from_slice(b" AUTH=PLAIN AUTH=LOGIN"),
+        CapabilityContext::PreAuth { starttls, login } => {
+            if starttls {
+                out.extend_from_slice(b" STARTTLS");
+            }
+            if login {
+                out.extend_from_slice(b" AUTH=PLAIN AUTH=LOGIN");
+            } else {
+                out.extend_from_slice(b" LOGINDISABLED");
+            }
+        }
         CapabilityContext::Authenticated => {
             out.extend_from_slice(
                 b" NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH STATUS=SIZE BINARY APPENDLIMIT=",
@@ -127,7 +141,11 @@ mod tests {
     fn idle_follows_the_setting() {
         let mut s = Settings::default();
         let mut out = Vec::new();
-        capabilities(&mut out, &s, CapabilityContext::PreAuth);
+        let pre_auth = CapabilityContext::PreAuth {
+            starttls: false,
+            login: true,
+        };
+        capabilities(&mut out, &s, pre_auth);
         assert!(out.windows(5).any(|w| w == b" IDLE"));
         s.idle_cmd = false;
         out.clear();

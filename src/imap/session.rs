@@ -19,7 +19,7 @@ use super::{CommandName, Limit, Observer};
 use std::sync::Arc;
 
 use super::selected::Selected;
-use crate::config::Settings;
+use crate::config::{PlaintextAuth, Settings};
 use crate::store::{Mailbox, Store};
 
 /// What the session needs from its surroundings while it handles input.
@@ -28,6 +28,9 @@ pub struct Context<'a> {
     pub observer: &'a mut dyn Observer,
     /// The mail store; handlers move a clone into the [`Work`] they hand out.
     pub store: &'a Arc<Store>,
+    /// Whether a TLS certificate is loaded (STARTTLS can be offered, plaintext logins may be
+    /// refused).
+    pub tls_available: bool,
 }
 
 /// What the driver must do after handing input to the session.
@@ -45,6 +48,9 @@ pub enum Step {
     /// (`MaxPipelined.1`) for this turn: send what was written, let other sessions run, then
     /// hand the session empty input to go on.
     Yield,
+    /// Send what was written (the `OK` to STARTTLS), then run the TLS handshake on the
+    /// connection; input already received after the command has been discarded.
+    StartTls,
     /// Write out what was produced, then close the connection.
     Close,
 }
@@ -225,6 +231,8 @@ pub(crate) enum Outcome {
     Work(Work),
     /// The answer is written and the connection closes.
     Close(Status),
+    /// The `OK` to STARTTLS is written; TLS starts once it is sent.
+    StartTls,
 }
 
 /// One client connection's protocol state.
@@ -240,6 +248,11 @@ pub struct Session {
     bad_run: u16,
     /// NOOP/CHECK answered since the driver last asked ([`Session::take_polls`]).
     polls: u16,
+    /// The connection is encrypted (IMAPS, or after STARTTLS).
+    secure: bool,
+    /// The client connects from a loopback address (`PlaintextAuth.1`=1 lets it log in in
+    /// the clear).
+    loopback: bool,
 }
 
 impl Default for Session {
@@ -249,7 +262,14 @@ impl Default for Session {
 }
 
 impl Session {
+    /// A session on an unencrypted loopback connection (tests, benchmarks).
     pub fn new() -> Session {
+        Session::on_link(false, true)
+    }
+
+    /// A session on a connection that is encrypted (`secure`) or not, from a loopback address
+    /// or not.
+    pub fn on_link(secure: bool, loopback: bool) -> Session {
         Session {
             state: State::NotAuthenticated,
             mode: Mode::Command,
@@ -258,6 +278,33 @@ impl Session {
             pending: Vec::new(),
             bad_run: 0,
             polls: 0,
+            secure,
+            loopback,
+        }
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Whether a login may be attempted on this connection now: always over TLS and while no
+    /// TLS is configured; in the clear as `PlaintextAuth.1` says.
+    pub fn login_allowed(&self, ctx: &Context<'_>) -> bool {
+        self.secure
+            || !ctx.tls_available
+            || match ctx.settings.plaintext_auth {
+                PlaintextAuth::Always => true,
+                PlaintextAuth::Loopback => self.loopback,
+                PlaintextAuth::Never => false,
+            }
+    }
+
+    /// The capabilities before login, for this connection.
+    pub fn pre_auth_capabilities(&self, ctx: &Context<'_>) -> CapabilityContext {
+        CapabilityContext::PreAuth {
+            starttls: ctx.tls_available && !self.secure,
+            login: self.login_allowed(ctx),
         }
     }
 
@@ -336,7 +383,7 @@ impl Session {
     /// The server greeting.
     pub fn greeting(&self, ctx: &Context<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"* OK ");
-        response::capability_code(out, ctx.settings, CapabilityContext::PreAuth);
+        response::capability_code(out, ctx.settings, self.pre_auth_capabilities(ctx));
         out.extend_from_slice(b"hato ready.\r\n");
     }
 
@@ -360,6 +407,13 @@ impl Session {
             // Otherwise `buf` is dropped here: an idle session keeps no buffer.
             step
         };
+        if step == Step::StartTls {
+            // RFC 3501 §6.2.1 (and the STARTTLS injection fix of RFC 2595 §3.1 era servers):
+            // what was pipelined in the clear after STARTTLS is not a command of the TLS
+            // session.
+            self.pending = Vec::new();
+            return step;
+        }
         if self.pending.len() as u64 > self.command_limit(ctx.settings) {
             // One command chaining literals, each within the limit, past any sensible size:
             // its end cannot be found without reading it all, so the connection ends here.
@@ -611,6 +665,11 @@ impl Session {
                 self.state = State::Logout;
                 Step::Close
             }
+            Outcome::StartTls => {
+                self.finished(name, Status::Ok, started, ctx, out);
+                self.secure = true;
+                Step::StartTls
+            }
         }
     }
 
@@ -698,6 +757,7 @@ mod tests {
             settings,
             observer: &mut observer,
             store: &store,
+            tls_available: false,
         };
         let mut out = Vec::new();
         let step = session.on_input(input, &mut ctx, &mut out);
@@ -714,6 +774,7 @@ mod tests {
             settings,
             observer: &mut observer,
             store: &store,
+            tls_available: false,
         };
         s.finish_auth(
             AuthVerdict::Accepted("joe".into()),
@@ -751,6 +812,7 @@ mod tests {
             settings: &settings,
             observer: &mut observer,
             store: &store,
+            tls_available: false,
         };
         let mut out = Vec::new();
         s.finish_auth(AuthVerdict::Rejected, &mut ctx, &mut out);
@@ -773,6 +835,7 @@ mod tests {
             settings,
             observer: &mut observer,
             store: &store,
+            tls_available: false,
         };
         let mut out = Vec::new();
         for chunk in chunks {

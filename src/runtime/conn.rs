@@ -21,14 +21,16 @@ use std::task::Poll;
 use tokio_uring::net::TcpStream;
 use tracing::debug;
 
-use super::worker::Worker;
+use super::worker::{Received, Worker};
 use super::{idle, socket_io};
 use crate::imap::Limit;
 use crate::imap::session::{Credentials, Session, Step, Work};
 
 /// Serves one connection (whose session is `key`) until the client leaves or the session ends.
 pub(crate) async fn serve(worker: Rc<Worker>, stream: TcpStream, key: usize) {
-    let result = drive(&worker, key, stream.as_raw_fd()).await;
+    let fd = stream.as_raw_fd();
+    let result = drive(&worker, key, fd).await;
+    worker.close_tls(key, fd);
     // tokio-uring does not cancel in-flight operations when a socket is dropped; shutting the
     // socket down first makes sure nothing stays parked on it.
     let _ = stream.shutdown(Shutdown::Both);
@@ -97,14 +99,17 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
             // A client polling faster than NOOPRateLimit.1 waits for its answers. They leave
             // the worker's shared output buffer first: other sessions write there meanwhile.
             worker.count_limit(Limit::NoopRate);
-            let held = worker.out.borrow_mut().split_off(0);
+            let held = worker.hold_output(key);
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
-                socket_io::send_rest(fd, held).await
+                match held {
+                    Some(held) => socket_io::send_rest(fd, held).await,
+                    None => Ok(()),
+                }
             })
             .await?;
         }
-        socket_io::send_all(fd, &worker.out).await?;
+        worker.send(key, fd).await?;
         worker.touch_output(key);
         let step = match next {
             Next::Close => return Ok(Closed::Logout),
@@ -118,24 +123,18 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
                 if let Some(closed) = wait_for_input(worker, key, fd).await? {
                     return Ok(closed);
                 }
-                let mut scratch = worker.scratch.borrow_mut();
-                let n = match socket_io::recv(fd, &mut scratch) {
-                    Ok(0) => return Ok(Closed::Client),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
-                };
-                let input = &scratch[..n];
-                let step =
-                    worker.with_session(key, |session, ctx, out| session.on_input(input, ctx, out));
-                worker.touch_input(key);
-                step
+                match worker.receive(key, fd)? {
+                    Received::Nothing => continue,
+                    Received::Closed => return Ok(Closed::Client),
+                    Received::Step(step) => Some(step),
+                }
             }
         };
         next = match step.unwrap_or(Step::Close) {
             Step::NeedInput => Next::Read,
             Step::Yield => Next::Resume,
             Step::Close => Next::Close,
+            Step::StartTls => start_tls(worker, key, fd).await?,
             Step::Verify(credentials) => {
                 Box::pin(slow(worker, key, fd, Slow::Verify(credentials))).await?
             }
@@ -171,7 +170,7 @@ async fn wait_for_input(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Op
             {
                 worker.count_limit(Limit::PreauthTimeout);
             }
-            socket_io::send_all(fd, &worker.out).await?;
+            worker.send(key, fd).await?;
             return Ok(Some(closed));
         }
         let changed_at = worker
@@ -187,7 +186,7 @@ async fn wait_for_input(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Op
                 pushed
             })
             .flatten();
-        socket_io::send_all(fd, &worker.out).await?;
+        worker.send(key, fd).await?;
         worker.touch_output(key);
         if let Some(changed_at) = changed_at {
             worker.record_notify_latency(changed_at.elapsed());
@@ -212,6 +211,17 @@ fn end(session: &mut Session, bits: u8, out: &mut Vec<u8>) -> Closed {
     }
 }
 
+/// Sends the `OK` to STARTTLS in the clear, then switches the connection to TLS: the
+/// handshake runs through the ordinary read and send turns.
+async fn start_tls(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Next> {
+    worker.send(key, fd).await?;
+    Ok(if worker.start_tls(key) {
+        Next::Read
+    } else {
+        Next::Close
+    })
+}
+
 /// Work a session asked for that must not run on the worker thread.
 enum Slow {
     Verify(Credentials),
@@ -225,7 +235,7 @@ enum Slow {
 async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result<Next> {
     let mut next = first;
     loop {
-        socket_io::send_all(fd, &worker.out).await?;
+        worker.send(key, fd).await?;
         let step = match next {
             Slow::Verify(credentials) => {
                 let verdict = worker.verify(key, credentials).await;
@@ -235,7 +245,7 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
                 })
             }
             Slow::Work(work) => {
-                let Some(done) = worker.run_work(work, fd).await else {
+                let Some(done) = worker.run_work(key, work, fd).await else {
                     return Ok(Next::Close);
                 };
                 worker.with_session(key, |session, ctx, out| {
@@ -248,6 +258,7 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
             Step::NeedInput => return Ok(Next::Read),
             Step::Yield => return Ok(Next::Resume),
             Step::Close => return Ok(Next::Close),
+            Step::StartTls => return start_tls(worker, key, fd).await,
             Step::Verify(credentials) => Slow::Verify(credentials),
             Step::Work(work) => Slow::Work(work),
         };

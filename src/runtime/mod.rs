@@ -4,6 +4,7 @@
 //!   `SO_REUSEPORT` listener and its own `slab` of sessions; a session never leaves its worker.
 //! * [`conn`]: the per-connection loop between a socket and its [`crate::imap::session::Session`].
 //! * [`socket_io`]: readiness via io_uring `POLL_ADD`, then non-blocking `recv`/`send`.
+//! * [`tls_io`]: TLS on that readiness-driven I/O (rustls, no thread of its own).
 //! * [`idle`]: what reaches a waiting session: IDLE pushes, keepalives, timeouts.
 //! * [`folder_watch`]: inotify on the folders IDLE sessions wait on, for writers outside hato.
 //! * [`listener`]: binding the per-worker listeners.
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod listener;
 pub mod shutdown;
 mod socket_io;
+mod tls_io;
 pub mod worker;
 
 use std::io;
@@ -57,8 +59,11 @@ pub struct ServeOptions {
     pub settings: SharedSettings,
     pub users: Arc<UserDirectory>,
     pub store: Arc<Store>,
-    /// Called once the listeners are bound, with the IMAP address actually bound.
-    pub on_ready: Box<dyn FnOnce(SocketAddr) + Send>,
+    /// The TLS configuration (IMAPS is served when the settings name a certificate).
+    pub tls: Arc<crate::tls::Tls>,
+    /// Called once the listeners are bound, with the IMAP address and the IMAPS address (if
+    /// any) actually bound.
+    pub on_ready: Box<dyn FnOnce(SocketAddr, Option<SocketAddr>) + Send>,
     /// The blocked termination signals; with them, SIGTERM/SIGINT shut down gracefully.
     pub termination: Option<shutdown::Termination>,
 }
@@ -111,6 +116,23 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(settings.imap_listen);
+    let mut tls_listeners: Vec<Option<std::net::TcpListener>> =
+        (0..workers).map(|_| None).collect();
+    let mut tls_bound = None;
+    if options.tls.configured(&settings) {
+        let bound_tls =
+            listener::bind_reuseport(settings.imaps_listen, workers).map_err(|source| {
+                RuntimeError::Bind {
+                    addr: settings.imaps_listen,
+                    source,
+                }
+            })?;
+        tls_bound = bound_tls.first().and_then(|l| l.local_addr().ok());
+        tls_listeners = bound_tls.into_iter().map(Some).collect();
+        if let Some(addr) = tls_bound {
+            info!("IMAPS on {addr}");
+        }
+    }
     info!(
         "IMAP on {bound}, {workers} workers, metrics on http://{}/metrics, session capacity {capacity} (open-file limit)",
         settings.metrics_listen
@@ -129,10 +151,12 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
-    for (id, listener) in listeners.into_iter().enumerate() {
+    for (id, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
         let spec = WorkerSpec {
             id,
             listener,
+            tls_listener,
+            tls: options.tls.clone(),
             settings: options.settings.clone(),
             users: options.users.clone(),
             store: options.store.clone(),
@@ -148,7 +172,7 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
             .map_err(|source| RuntimeError::Spawn { id, source })?;
         handles.push(handle);
     }
-    (options.on_ready)(bound);
+    (options.on_ready)(bound, tls_bound);
 
     for (id, handle) in handles.into_iter().enumerate() {
         match handle.join() {

@@ -19,14 +19,16 @@ use tracing::{debug, info, warn};
 
 use super::admission::{Admission, Admit, Member};
 use super::idle::{self, Notice, Senders, WatchTable};
+use super::tls_io::{self, Decrypted};
 use super::{conn, socket_io};
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::{Settings, SharedSettings};
 use crate::imap::Limit;
 use crate::imap::Observer;
-use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Work};
+use crate::imap::session::{AuthVerdict, Context, Credentials, Done, Session, Step, Work};
 use crate::metrics::WorkerMetrics;
 use crate::store::Store;
+use crate::tls::Tls;
 
 /// Bytes read from a socket at once; also the largest slice scanned without copying.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -41,6 +43,10 @@ const CONCURRENT_WORK: usize = 32;
 pub struct WorkerSpec {
     pub id: usize,
     pub listener: StdListener,
+    /// The IMAPS (implicit TLS) listener, when a certificate is configured.
+    pub tls_listener: Option<StdListener>,
+    /// The shared TLS configuration.
+    pub tls: Arc<Tls>,
     pub settings: SharedSettings,
     pub users: Arc<UserDirectory>,
     pub store: Arc<Store>,
@@ -73,6 +79,18 @@ pub(crate) struct Slot {
     /// `NOOPRateLimit.1` pacing: when (µs on the worker clock) the session's polls would be
     /// due at the allowed rate. Polls more than a second ahead of it are delayed.
     poll_due: u64,
+    /// The TLS state of an encrypted connection (IMAPS, or after STARTTLS).
+    tls: Option<Box<rustls::ServerConnection>>,
+}
+
+/// What a read from the client gave.
+pub(crate) enum Received {
+    /// Nothing for the session (a spurious wake-up, or TLS handshake progress to send).
+    Nothing,
+    /// The client is gone (end of stream, or the TLS session ended or failed).
+    Closed,
+    /// The session handled input and says what comes next.
+    Step(Step),
 }
 
 /// A worker's state, shared by its tasks (all on the worker's one thread).
@@ -84,6 +102,9 @@ pub(crate) struct Worker {
     sessions: RefCell<Slab<Slot>>,
     /// Where received bytes land; scanned in place.
     pub(crate) scratch: RefCell<Box<[u8]>>,
+    /// Where TLS sessions' plaintext lands; scanned in place.
+    plain: RefCell<Box<[u8]>>,
+    tls: Arc<Tls>,
     /// Where responses are built before they are sent.
     pub(crate) out: RefCell<Vec<u8>>,
     metrics: RefCell<WorkerMetrics>,
@@ -119,6 +140,8 @@ impl Worker {
                 // pays for doubling copies or their slack.
                 sessions: RefCell::new(Slab::with_capacity(spec.slab_capacity)),
                 scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+                plain: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+                tls: spec.tls,
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
                 watch: RefCell::new(WatchTable::new(
@@ -136,28 +159,58 @@ impl Worker {
                 tokio_uring::spawn(idle::relay(worker.clone(), notices.receiver));
             }
             tokio_uring::spawn(idle::housekeeping(worker.clone()));
-            worker.accept_until_stopped(listener).await;
+            let tls_listener = spec.tls_listener.map(TcpListener::from_std);
+            worker.accept_until_stopped(listener, tls_listener).await;
             worker.drain().await;
             Ok(())
         })
     }
 
-    /// Accepts connections until a shutdown starts.
-    async fn accept_until_stopped(self: &Rc<Worker>, listener: TcpListener) {
+    /// Accepts connections on the IMAP listener and the IMAPS one (if any) until a shutdown
+    /// starts.
+    async fn accept_until_stopped(self: &Rc<Worker>, plain: TcpListener, tls: Option<TcpListener>) {
         let mut stopped = pin!(self.stop.notified());
+        let mut plain_accept = Box::pin(plain.accept());
+        let mut tls_accept = tls.as_ref().map(|l| Box::pin(l.accept()));
         loop {
-            let mut accept = pin!(listener.accept());
             let accepted = poll_fn(|cx| {
                 if stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
-                accept.as_mut().poll(cx).map(Some)
+                if let Poll::Ready(r) = plain_accept.as_mut().poll(cx) {
+                    return Poll::Ready(Some((r, false)));
+                }
+                if let Some(accept) = tls_accept.as_mut()
+                    && let Poll::Ready(r) = accept.as_mut().poll(cx)
+                {
+                    return Poll::Ready(Some((r, true)));
+                }
+                Poll::Pending
             })
             .await;
             match accepted {
                 None => return,
-                Some(Ok((stream, peer))) => self.admit(stream, peer),
-                Some(Err(e)) => {
+                Some((result, secure)) => {
+                    if secure {
+                        tls_accept = tls.as_ref().map(|l| Box::pin(l.accept()));
+                    } else {
+                        plain_accept = Box::pin(plain.accept());
+                    }
+                    self.accepted(result, secure).await;
+                }
+            }
+        }
+    }
+
+    async fn accepted(
+        self: &Rc<Worker>,
+        result: std::io::Result<(TcpStream, SocketAddr)>,
+        secure: bool,
+    ) {
+        {
+            match result {
+                Ok((stream, peer)) => self.admit(stream, peer, secure),
+                Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
                     warn!(worker = self.id, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -166,9 +219,22 @@ impl Worker {
         }
     }
 
-    /// Starts a session for a new connection, or turns it away at `MaxSessions.1`.
-    fn admit(self: &Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    /// Starts a session for a new connection (`secure`: on the IMAPS listener), or turns it
+    /// away at `MaxSessions.1`.
+    fn admit(self: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, secure: bool) {
         debug!(worker = self.id, %peer, "connection accepted");
+        let tls = if secure {
+            match self.new_tls() {
+                Some(conn) => Some(conn),
+                None => {
+                    // The certificate could not be loaded (the log says why).
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let Some(serial) = self.admission.open(&self.settings.load()) else {
             self.count_limit(Limit::Sessions);
             // A fresh socket has room for one line; if not, the client is gone anyway.
@@ -181,8 +247,172 @@ impl Worker {
         };
         // The peer goes into the slab slot here, so that it is not part of the connection's
         // future.
-        let key = self.open_session(peer, serial);
+        let key = self.open_session(peer, serial, tls);
         tokio_uring::spawn(conn::serve(self.clone(), stream, key));
+    }
+
+    /// A TLS server connection with the configuration in force, or `None` without one (the
+    /// failed handshake is counted).
+    fn new_tls(&self) -> Option<Box<rustls::ServerConnection>> {
+        let made = self
+            .tls
+            .config()
+            .map(rustls::ServerConnection::new)
+            .and_then(Result::ok);
+        let Some(mut conn) = made else {
+            self.metrics.borrow().tls_handshake(None);
+            return None;
+        };
+        // Answers are flushed as the socket takes them; the session never writes more than
+        // one turn's worth before that.
+        conn.set_buffer_limit(None);
+        Some(Box::new(conn))
+    }
+
+    /// After the `OK` to STARTTLS went out: the connection is TLS from now on. False when no
+    /// certificate is loaded any more (the connection is closed).
+    pub(crate) fn start_tls(&self, key: usize) -> bool {
+        let Some(conn) = self.new_tls() else {
+            return false;
+        };
+        match self.sessions.borrow_mut().get_mut(key) {
+            Some(slot) => {
+                slot.tls = Some(conn);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the session's connection is TLS.
+    fn is_tls(&self, key: usize) -> bool {
+        self.sessions
+            .borrow()
+            .get(key)
+            .is_some_and(|slot| slot.tls.is_some())
+    }
+
+    /// Sends what the session wrote into the output buffer: as it is, or encrypted.
+    pub(crate) async fn send(&self, key: usize, fd: RawFd) -> std::io::Result<()> {
+        if !self.is_tls(key) {
+            return socket_io::send_all(fd, &self.out).await;
+        }
+        if self.send_tls_now(key, fd)? {
+            return Ok(());
+        }
+        // The socket is full: wait for room (boxed: rare, and not part of every session).
+        Box::pin(async move {
+            loop {
+                socket_io::writable(fd).await?;
+                if self.send_tls_now(key, fd)? {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+    }
+
+    /// Encrypts the output buffer into the session's TLS connection and writes what the
+    /// socket takes; true when everything went.
+    fn send_tls_now(&self, key: usize, fd: RawFd) -> std::io::Result<bool> {
+        let mut sessions = self.sessions.borrow_mut();
+        let Some(conn) = sessions
+            .get_mut(key)
+            .and_then(|slot| slot.tls.as_deref_mut())
+        else {
+            self.out.borrow_mut().clear();
+            return Ok(true);
+        };
+        tls_io::seal(conn, &mut self.out.borrow_mut())?;
+        tls_io::flush(conn, fd)
+    }
+
+    /// Keeps the session's answers back while it is paced, out of the shared output buffer
+    /// (which other sessions use meanwhile): plain answers are returned, TLS ones go into the
+    /// session's own TLS buffer.
+    pub(crate) fn hold_output(&self, key: usize) -> Option<Vec<u8>> {
+        let mut sessions = self.sessions.borrow_mut();
+        match sessions
+            .get_mut(key)
+            .and_then(|slot| slot.tls.as_deref_mut())
+        {
+            Some(conn) => {
+                let mut out = self.out.borrow_mut();
+                if tls_io::seal(conn, &mut out).is_err() {
+                    out.clear();
+                }
+                None
+            }
+            None => Some(self.out.borrow_mut().split_off(0)),
+        }
+    }
+
+    /// Ends a TLS session properly (close_notify), as far as the socket takes it now.
+    pub(crate) fn close_tls(&self, key: usize, fd: RawFd) {
+        let mut sessions = self.sessions.borrow_mut();
+        if let Some(conn) = sessions
+            .get_mut(key)
+            .and_then(|slot| slot.tls.as_deref_mut())
+        {
+            conn.send_close_notify();
+            let _ = tls_io::flush(conn, fd);
+        }
+    }
+
+    /// Reads what the client sent (decrypting it on a TLS connection) and hands it to the
+    /// session.
+    pub(crate) fn receive(&self, key: usize, fd: RawFd) -> std::io::Result<Received> {
+        let mut scratch = self.scratch.borrow_mut();
+        let n = match socket_io::recv(fd, &mut scratch) {
+            Ok(0) => return Ok(Received::Closed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Received::Nothing),
+            Err(e) => return Err(e),
+        };
+        let cipher = &scratch[..n];
+        let mut plain = self.plain.borrow_mut();
+        let decrypted = {
+            let mut sessions = self.sessions.borrow_mut();
+            match sessions
+                .get_mut(key)
+                .and_then(|slot| slot.tls.as_deref_mut())
+            {
+                None => None,
+                Some(conn) => {
+                    let handshaking = conn.is_handshaking();
+                    let result = tls_io::decrypt(conn, cipher, &mut plain);
+                    if handshaking {
+                        match &result {
+                            Decrypted::Failed(e) => {
+                                debug!(worker = self.id, "TLS handshake failed: {e}");
+                                self.metrics.borrow().tls_handshake(None);
+                            }
+                            _ if !conn.is_handshaking() => {
+                                let version = conn.protocol_version().map(tls_version);
+                                self.metrics
+                                    .borrow()
+                                    .tls_handshake(Some(version.unwrap_or("other")));
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Decrypted::Failed(_) = result {
+                        // Tell the client why, if the socket takes it now.
+                        let _ = tls_io::flush(conn, fd);
+                    }
+                    Some(result)
+                }
+            }
+        };
+        let input = match decrypted {
+            None => cipher,
+            Some(Decrypted::Plain(0)) => return Ok(Received::Nothing),
+            Some(Decrypted::Plain(m)) => &plain[..m],
+            Some(Decrypted::Closed | Decrypted::Failed(_)) => return Ok(Received::Closed),
+        };
+        let step = self.with_session(key, |session, ctx, out| session.on_input(input, ctx, out));
+        self.touch_input(key);
+        Ok(Received::Step(step.unwrap_or(Step::Close)))
     }
 
     /// After the accept loop stopped: waits for the sessions (told to close) to finish, for at
@@ -202,11 +432,17 @@ impl Worker {
         }
     }
 
-    pub(crate) fn open_session(&self, peer: SocketAddr, serial: u64) -> usize {
+    pub(crate) fn open_session(
+        &self,
+        peer: SocketAddr,
+        serial: u64,
+        tls: Option<Box<rustls::ServerConnection>>,
+    ) -> usize {
         self.metrics.borrow().session_opened();
         let now = self.now();
+        let session = Session::on_link(tls.is_some(), peer.ip().is_loopback());
         self.sessions.borrow_mut().insert(Slot {
-            session: Session::new(),
+            session,
             peer,
             waker: None,
             signal: 0,
@@ -215,6 +451,7 @@ impl Worker {
             idle_on: None,
             serial,
             poll_due: 0,
+            tls,
         })
     }
 
@@ -430,6 +667,7 @@ impl Worker {
             settings: &settings,
             observer: &mut *metrics,
             store: &self.store,
+            tls_available: self.tls.available(),
         };
         let mut sessions = self.sessions.borrow_mut();
         let session = &mut sessions.get_mut(key)?.session;
@@ -441,12 +679,27 @@ impl Worker {
     /// session of this worker if they ran on its thread).
     /// `fd` is the session's socket, for work that streams a large answer (the session is
     /// paused meanwhile, so nothing else writes to it).
-    pub(crate) async fn run_work(&self, work: Work, fd: RawFd) -> Option<Done> {
+    /// On a TLS connection the streamed part is collected instead (it must be encrypted on
+    /// this thread) and left in the output buffer, ahead of the answers the `Done` writes.
+    pub(crate) async fn run_work(&self, key: usize, work: Work, fd: RawFd) -> Option<Done> {
         // The semaphore is never closed, so acquire only fails if it were; treat as busy.
         let _slot = self.work_slots.acquire().await.ok();
-        let run = move || work.run(&mut socket_io::BlockingSink::new(fd));
-        match tokio::task::spawn_blocking(run).await {
-            Ok(done) => Some(done),
+        let streamed = if self.is_tls(key) {
+            tokio::task::spawn_blocking(move || {
+                let mut collected = Vec::new();
+                let done = work.run(&mut collected);
+                (done, collected)
+            })
+            .await
+        } else {
+            let run = move || (work.run(&mut socket_io::BlockingSink::new(fd)), Vec::new());
+            tokio::task::spawn_blocking(run).await
+        };
+        match streamed {
+            Ok((done, collected)) => {
+                self.out.borrow_mut().extend_from_slice(&collected);
+                Some(done)
+            }
             Err(e) => {
                 warn!(worker = self.id, "storage work failed to run: {e}");
                 None
@@ -540,16 +793,26 @@ impl Worker {
     }
 }
 
+/// The metric label of a TLS version.
+fn tls_version(version: rustls::ProtocolVersion) -> &'static str {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => "1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "1.2",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Slot;
 
-    /// An idle session costs its slot plus its task; keep the slot within budget (224 B since
-    /// the hardening limits added the session serial, the poll pacing and two tallies).
+    /// An idle session costs its slot plus its task; keep the slot within budget (232 B since
+    /// the hardening limits added the session serial, the poll pacing and two tallies, and
+    /// TLS its pointer).
     #[test]
     fn slot_size_stays_small() {
         let size = std::mem::size_of::<Slot>();
         println!("slab slot: {size} bytes");
-        assert!(size <= 224, "a session's slab slot grew to {size} bytes");
+        assert!(size <= 232, "a session's slab slot grew to {size} bytes");
     }
 }

@@ -13,7 +13,7 @@ pub(crate) fn capability(
 ) -> Result<Outcome, ParseError> {
     args.finish()?;
     let context = match session.state {
-        State::NotAuthenticated => CapabilityContext::PreAuth,
+        State::NotAuthenticated => session.pre_auth_capabilities(ctx),
         _ => CapabilityContext::Authenticated,
     };
     out.extend_from_slice(b"* CAPABILITY ");
@@ -21,6 +21,28 @@ pub(crate) fn capability(
     out.extend_from_slice(b"\r\n");
     response::tagged(out, tag, Status::Ok, "CAPABILITY completed");
     Ok(Outcome::Done(Status::Ok))
+}
+
+/// STARTTLS (RFC 3501 §6.2.1): answers, then the driver starts the handshake; whatever the
+/// client pipelined after the command is discarded (it was sent in the clear).
+pub(crate) fn starttls(
+    session: &Session,
+    args: &Args<'_>,
+    tag: &[u8],
+    ctx: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    args.finish()?;
+    if session.is_secure() {
+        response::tagged(out, tag, Status::Bad, "TLS is already active");
+        return Ok(Outcome::Done(Status::Bad));
+    }
+    if !ctx.tls_available {
+        response::tagged(out, tag, Status::No, "[UNAVAILABLE] TLS is not configured");
+        return Ok(Outcome::Done(Status::No));
+    }
+    response::tagged(out, tag, Status::Ok, "Begin TLS negotiation now");
+    Ok(Outcome::StartTls)
 }
 
 /// NOOP: with no mailbox selected there is nothing to report. Allocation-free.

@@ -86,8 +86,18 @@ pub(crate) fn dispatch(
         C::Logout => general::logout(&args, tag, out),
         C::Id => general::id(&mut args, tag, out),
         C::Enable => general::enable(&mut args, tag, out),
+        C::Login | C::Authenticate if !session.login_allowed(ctx) => {
+            response::tagged(
+                out,
+                tag,
+                Status::No,
+                "[PRIVACYREQUIRED] Log in over TLS: STARTTLS first, or IMAPS",
+            );
+            Ok(Outcome::Done(Status::No))
+        }
         C::Login => auth::login(session, &mut args, tag, started),
         C::Authenticate => auth::authenticate(session, &mut args, tag, started, out),
+        C::Starttls => general::starttls(session, &args, tag, ctx, out),
         C::Idle => idle::start(session, &args, tag, ctx, out),
         C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, ctx, out),
         C::Noop => general::noop(&args, tag, out),
