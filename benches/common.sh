@@ -17,12 +17,20 @@ stop_workspace() {
 }
 
 # Debian's Dovecot with a private configuration for one PLAIN passwd-file user `bench`
-# (password `benchpw`), Maildir, loopback only, no TLS.
+# (password `benchpw`), Maildir, loopback only; TLS only when an IMAPS port is given.
 #
-# write_dovecot_conf DIR HOME PORT: writes DIR/passwd and DIR/dovecot.conf; mail lives in
-# HOME/<user>/Maildir. Limits are raised so thousands of sessions fit (one process each).
+# write_dovecot_conf DIR HOME PORT [IMAPS_PORT CERT KEY]: writes DIR/passwd and
+# DIR/dovecot.conf; mail lives in HOME/<user>/Maildir. Limits are raised so thousands of
+# sessions fit (one process each).
 write_dovecot_conf() {
-    local dir=$1 home=$2 port=$3
+    local dir=$1 home=$2 port=$3 imaps_port=${4:-0} cert=${5:-} key=${6:-}
+    local ssl="ssl = no"
+    if [ -n "$cert" ]; then
+        ssl="ssl = yes
+ssl_cert = <$cert
+ssl_key = <$key
+ssl_min_protocol = TLSv1.2"
+    fi
     mkdir -p "$dir"
     echo "bench:{PLAIN}benchpw" >"$dir/passwd"
     cat >"$dir/dovecot.conf" <<CONF
@@ -31,7 +39,7 @@ state_dir = $dir/state
 log_path = $dir/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+$ssl
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -52,7 +60,8 @@ service imap-login {
     port = $port
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $imaps_port
   }
   service_count = 0
   process_min_avail = 2

@@ -9,14 +9,18 @@ checkpoint, which cancels fixed costs (thread stacks, rings, allocator arenas).
 The client side needs one descriptor per connection; this machine allows 20,000 per process,
 so N up to ~19,000 fits one run.
 
+With --tls the sessions use implicit TLS (IMAPS: point --port at the IMAPS listener; the
+certificate is not verified, this measures the server's memory, not the client's trust).
+
 Usage: idle_sessions.py --port P --pid PID --user U --password PW [--count 10000]
-       [--checkpoints 2000,10000] [--idle]
+       [--checkpoints 2000,10000] [--idle] [--tls]
 """
 
 import argparse
 import os
 import resource
 import socket
+import ssl
 import sys
 import time
 
@@ -57,8 +61,10 @@ def read_line(sock, buf):
     return line
 
 
-def open_session(host, port, user, password, idle):
+def open_session(host, port, user, password, idle, tls=None):
     s = socket.create_connection((host, port), timeout=30)
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname=host)
     buf = [b""]
     greeting = read_line(s, buf)
     assert greeting.startswith(b"* OK"), greeting
@@ -88,7 +94,13 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading RSS")
     ap.add_argument("--label", default="server")
     ap.add_argument("--measure", choices=["Pss", "Rss"], default="Pss")
+    ap.add_argument("--tls", action="store_true", help="implicit TLS (IMAPS)")
     args = ap.parse_args()
+    tls = None
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -102,7 +114,9 @@ def main():
     started = time.time()
     for target in checkpoints:
         while len(sessions) < target:
-            sessions.append(open_session(args.host, args.port, args.user, args.password, args.idle))
+            sessions.append(
+                open_session(args.host, args.port, args.user, args.password, args.idle, tls)
+            )
         time.sleep(args.settle)
         readings.append((target, memory_kib(args.pid, args.measure)))
         print(f"{args.label}: {target} sessions: {args.measure} {readings[-1][1]} KiB", flush=True)
@@ -110,7 +124,8 @@ def main():
     per_session = (r1 - r0) * 1024 / (n1 - n0)
     print(
         f"{args.label}: base {args.measure} {base} KiB; marginal {per_session:.0f} bytes per "
-        f"{'IDLE' if args.idle else 'logged-in idle'} session (slope {n0}->{n1}); "
+        f"{'IDLE' if args.idle else 'logged-in idle'}{' TLS' if args.tls else ''} session "
+        f"(slope {n0}->{n1}); "
         f"total at {n1}: {r1 / 1024:.1f} MiB; setup {time.time() - started:.1f} s"
     )
     for s in sessions:
