@@ -764,6 +764,71 @@ mod tests {
         (out, step)
     }
 
+    /// Like `feed`, on a server with a TLS certificate loaded.
+    fn feed_tls(session: &mut Session, settings: &Settings, input: &[u8]) -> (Vec<u8>, Step) {
+        let mut observer = NoObserver;
+        let store = store();
+        let mut ctx = Context {
+            settings,
+            observer: &mut observer,
+            store: &store,
+            tls_available: true,
+        };
+        let mut out = Vec::new();
+        let step = session.on_input(input, &mut ctx, &mut out);
+        (out, step)
+    }
+
+    #[test]
+    fn plaintext_login_from_afar_is_refused_while_tls_is_available() {
+        let settings = Settings::default();
+        let mut remote = Session::on_link(false, false);
+        let (out, _) = feed_tls(&mut remote, &settings, b"c CAPABILITY\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(" STARTTLS LOGINDISABLED"), "{text}");
+        assert!(!text.contains("AUTH="), "{text}");
+        let (out, step) = feed_tls(&mut remote, &settings, b"l LOGIN joe pw\r\n");
+        assert_eq!(step, Step::NeedInput);
+        assert!(out.starts_with(b"l NO [PRIVACYREQUIRED]"));
+        let (out, _) = feed_tls(&mut remote, &settings, b"a AUTHENTICATE PLAIN\r\n");
+        assert!(out.starts_with(b"a NO [PRIVACYREQUIRED]"));
+        // Loopback may (PlaintextAuth.1=1), and so may anyone without TLS configured.
+        let mut local = Session::on_link(false, true);
+        let (_, step) = feed_tls(&mut local, &settings, b"l LOGIN joe pw\r\n");
+        assert!(matches!(step, Step::Verify(_)));
+        let (_, step) = feed(
+            &mut Session::on_link(false, false),
+            &settings,
+            b"l LOGIN joe pw\r\n",
+        );
+        assert!(matches!(step, Step::Verify(_)));
+        // Over TLS, always; and no STARTTLS offered again.
+        let mut secure = Session::on_link(true, false);
+        let (out, _) = feed_tls(&mut secure, &settings, b"c CAPABILITY\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            !text.contains("STARTTLS") && text.contains("AUTH=PLAIN"),
+            "{text}"
+        );
+        let (_, step) = feed_tls(&mut secure, &settings, b"l LOGIN joe pw\r\n");
+        assert!(matches!(step, Step::Verify(_)));
+    }
+
+    #[test]
+    fn starttls_discards_what_was_pipelined_behind_it() {
+        let settings = Settings::default();
+        let mut s = Session::on_link(false, false);
+        let (out, step) = feed_tls(&mut s, &settings, b"a STARTTLS\r\nb LOGIN joe pw\r\nc NO");
+        assert_eq!(step, Step::StartTls);
+        assert_eq!(out, b"a OK Begin TLS negotiation now\r\n");
+        assert_eq!(s.buffered(), 0, "the pipelined commands are gone");
+        assert!(s.is_secure());
+        let (out, _) = feed_tls(&mut s, &settings, b"d STARTTLS\r\n");
+        assert_eq!(out, b"d BAD TLS is already active\r\n");
+        let (out, _) = feed(&mut Session::new(), &settings, b"e STARTTLS\r\n");
+        assert!(out.starts_with(b"e NO [UNAVAILABLE]"));
+    }
+
     fn logged_in(settings: &Settings) -> Session {
         let mut s = Session::new();
         let (_, step) = feed(&mut s, settings, b"a LOGIN joe pw\r\n");
