@@ -30,6 +30,14 @@ pub const NOOPS: &str = "hato_noop_total";
 pub const NOTIFY_LATENCY: &str = "hato_notify_latency_seconds";
 pub const LIMIT_HITS: &str = "hato_limit_hits_total";
 pub const TLS_HANDSHAKES: &str = "hato_tls_handshakes_total";
+pub const SESSIONS_BY_STATE: &str = "hato_sessions_by_state";
+pub const TLS_SESSIONS: &str = "hato_tls_sessions";
+pub const OPEN_FDS: &str = "hato_process_open_fds";
+pub const MAX_FDS: &str = "hato_process_max_fds";
+pub const RESIDENT_MEMORY: &str = "hato_process_resident_memory_bytes";
+
+/// The session states of [`SESSIONS_BY_STATE`].
+const STATES: [&str; 4] = ["not_authenticated", "authenticated", "selected", "idle"];
 
 /// Latency buckets, in seconds: from 50 µs (an unchanged NOOP) to 10 s (a slow login).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -45,7 +53,47 @@ pub fn install_exporter(addr: SocketAddr) -> Result<(), BuildError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), LATENCY_BUCKETS)?
         .install()?;
     describe();
+    spawn_process_stats();
     Ok(())
+}
+
+/// How often the process gauges (descriptors, memory) are read.
+const PROCESS_STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the thread that keeps the process gauges current: open descriptors against the
+/// limit (sessions fail to be accepted when they meet) and resident memory.
+fn spawn_process_stats() {
+    let spawned = std::thread::Builder::new()
+        .name("hato-procstats".into())
+        .spawn(|| {
+            let open = gauge!(OPEN_FDS);
+            let max = gauge!(MAX_FDS);
+            let rss = gauge!(RESIDENT_MEMORY);
+            loop {
+                if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+                    open.set(dir.count() as f64);
+                }
+                if let Ok(limit) = crate::runtime::limits::nofile_limit() {
+                    max.set(limit as f64);
+                }
+                if let Some(bytes) = resident_bytes() {
+                    rss.set(bytes as f64);
+                }
+                std::thread::sleep(PROCESS_STATS_EVERY);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the process statistics thread: {e}");
+    }
+}
+
+/// The process's resident set, from `/proc/self/statm` (second field, in pages).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 fn describe() {
@@ -94,6 +142,24 @@ fn describe() {
         "TLS handshakes (IMAPS and STARTTLS), by result (ok, failed) and version (1.2, 1.3; none when failed)."
     );
     describe_gauge!(
+        SESSIONS_BY_STATE,
+        "Open sessions by worker and state (not_authenticated, authenticated, selected, idle), counted once a second."
+    );
+    describe_gauge!(
+        TLS_SESSIONS,
+        "Open sessions over TLS, by worker, counted once a second."
+    );
+    describe_gauge!(OPEN_FDS, "Open file descriptors of the process.");
+    describe_gauge!(
+        MAX_FDS,
+        "The process's open-file limit (RLIMIT_NOFILE, soft)."
+    );
+    describe_gauge!(
+        RESIDENT_MEMORY,
+        Unit::Bytes,
+        "Resident memory of the process (RSS)."
+    );
+    describe_gauge!(
         SESSION_CAPACITY,
         "Sessions the process can hold under its open-file limit."
     );
@@ -123,6 +189,26 @@ pub struct WorkerMetrics {
     limits: [Counter; Limit::ALL.len()],
     /// TLS handshakes: ok with 1.3, ok with 1.2, ok with another version, failed.
     tls_handshakes: [Counter; 4],
+    /// Sessions by state, in [`STATES`] order.
+    states: [Gauge; 4],
+    tls_sessions: Gauge,
+}
+
+/// Sessions counted by state during a sweep.
+#[derive(Debug, Default)]
+pub struct StateCounts {
+    by_state: [u64; 4],
+    tls: u64,
+}
+
+impl StateCounts {
+    /// Counts one session in `state` (a [`crate::imap::session::Session::state_label`]).
+    pub fn count(&mut self, state: &str, tls: bool) {
+        if let Some(i) = STATES.iter().position(|s| *s == state) {
+            self.by_state[i] += 1;
+        }
+        self.tls += u64::from(tls);
+    }
 }
 
 impl WorkerMetrics {
@@ -164,6 +250,10 @@ impl WorkerMetrics {
             .map(|(result, version)| {
                 counter!(TLS_HANDSHAKES, "result" => result, "version" => version)
             }),
+            states: STATES.map(|state| {
+                gauge!(SESSIONS_BY_STATE, "worker" => worker.to_string(), "state" => state)
+            }),
+            tls_sessions: gauge!(TLS_SESSIONS, "worker" => worker.to_string()),
         }
     }
 
@@ -205,6 +295,14 @@ impl WorkerMetrics {
             None => 3,
         };
         self.tls_handshakes[i].increment(1);
+    }
+
+    /// Sets the per-state session gauges from a sweep's counts.
+    pub fn sessions_by_state(&self, counts: &StateCounts) {
+        for (gauge, count) in self.states.iter().zip(counts.by_state) {
+            gauge.set(count as f64);
+        }
+        self.tls_sessions.set(counts.tls as f64);
     }
 
     pub fn session_opened(&self) {

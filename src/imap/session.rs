@@ -283,6 +283,20 @@ impl Session {
         }
     }
 
+    /// Where the session is, as a bounded metric label: `not_authenticated`, `authenticated`
+    /// (no mailbox selected), `selected`, or `idle` (IDLE running).
+    pub fn state_label(&self) -> &'static str {
+        if self.is_idling() {
+            "idle"
+        } else if self.user().is_none() {
+            "not_authenticated"
+        } else if self.selected.is_some() {
+            "selected"
+        } else {
+            "authenticated"
+        }
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_secure(&self) -> bool {
         self.secure

@@ -2,8 +2,12 @@
 
 use std::io;
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
-pub fn raise_nofile_limit() -> io::Result<u64> {
+/// The soft `RLIMIT_NOFILE`.
+pub fn nofile_limit() -> io::Result<u64> {
+    Ok(read_nofile()?.rlim_cur)
+}
+
+fn read_nofile() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -12,6 +16,12 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(limit)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut limit = read_nofile()?;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,

@@ -323,7 +323,13 @@ impl Worker {
             self.out.borrow_mut().clear();
             return Ok(true);
         };
-        tls_io::seal(conn, &mut self.out.borrow_mut())?;
+        let mut out = self.out.borrow_mut();
+        tls_io::seal(conn, &mut out)?;
+        if out.capacity() > 4 * SCRATCH_BYTES {
+            // A large FETCH over TLS passed through here; do not keep its size for good.
+            out.shrink_to(SCRATCH_BYTES);
+        }
+        drop(out);
         tls_io::flush(conn, fd)
     }
 
@@ -603,7 +609,9 @@ impl Worker {
         let timeout = secs(settings.session_timeout());
         let preauth = secs(settings.preauth_timeout);
         let mut due = Vec::new();
+        let mut states = crate::metrics::StateCounts::default();
         for (key, slot) in self.sessions.borrow().iter() {
+            states.count(slot.session.state_label(), slot.tls.is_some());
             let limit = if slot.session.user().is_some() {
                 timeout
             } else {
@@ -616,6 +624,7 @@ impl Worker {
                 due.push((key, idle::KEEPALIVE));
             }
         }
+        self.metrics.borrow().sessions_by_state(&states);
         for (key, bits) in due {
             self.signal(key, bits);
         }
