@@ -25,23 +25,8 @@ cargo build --release --quiet
 start_workspace hato-tls-bench
 
 cpu_seconds() { # pid -> utime+stime of the process tree, in seconds
-    python3 - "$1" <<'PY'
-import os, sys
-ticks, total, todo, seen = os.sysconf("SC_CLK_TCK"), 0, [int(sys.argv[1])], set()
-while todo:
-    p = todo.pop()
-    if p in seen:
-        continue
-    seen.add(p)
-    try:
-        fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-        for t in os.listdir(f"/proc/{p}/task"):
-            todo += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-print(total / ticks)
-PY
+    python3 -c 'import sys; sys.path.insert(0, "benches"); from noop_storm import cpu_seconds
+print(cpu_seconds(int(sys.argv[1])))' "$1"
 }
 
 make_cert() { # kind -> writes $work/<kind>.crt and .key

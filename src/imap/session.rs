@@ -765,28 +765,27 @@ mod tests {
     }
 
     fn feed(session: &mut Session, settings: &Settings, input: &[u8]) -> (Vec<u8>, Step) {
-        let mut observer = NoObserver;
-        let store = store();
-        let mut ctx = Context {
-            settings,
-            observer: &mut observer,
-            store: &store,
-            tls_available: false,
-        };
-        let mut out = Vec::new();
-        let step = session.on_input(input, &mut ctx, &mut out);
-        (out, step)
+        feed_with(session, settings, input, false)
     }
 
     /// Like `feed`, on a server with a TLS certificate loaded.
     fn feed_tls(session: &mut Session, settings: &Settings, input: &[u8]) -> (Vec<u8>, Step) {
+        feed_with(session, settings, input, true)
+    }
+
+    fn feed_with(
+        session: &mut Session,
+        settings: &Settings,
+        input: &[u8],
+        tls_available: bool,
+    ) -> (Vec<u8>, Step) {
         let mut observer = NoObserver;
         let store = store();
         let mut ctx = Context {
             settings,
             observer: &mut observer,
             store: &store,
-            tls_available: true,
+            tls_available,
         };
         let mut out = Vec::new();
         let step = session.on_input(input, &mut ctx, &mut out);
