@@ -17,8 +17,8 @@ pub(crate) enum Decrypted {
     Plain(usize),
     /// The client closed the TLS session (close_notify) and sent nothing more.
     Closed,
-    /// The TLS session failed; an alert may be queued for the client.
-    Failed(rustls::Error),
+    /// The TLS session failed (why); an alert may be queued for the client.
+    Failed(String),
 }
 
 /// Feeds `cipher` to `conn` and moves the plaintext it yields into `plain`.
@@ -33,12 +33,15 @@ pub(crate) fn decrypt(
     let mut filled = 0;
     let mut closed = false;
     while !cipher.is_empty() {
-        if let Err(e) = conn.read_tls(&mut cipher) {
-            // Only "buffer full" can fail on a slice reader; drain and go on.
-            tracing::debug!("TLS read: {e}");
+        match conn.read_tls(&mut cipher) {
+            Ok(n) if n > 0 => {}
+            // rustls takes nothing more: its buffer is full of a message it cannot use (an
+            // oversized handshake message, a bad length). Never loop on it.
+            Ok(_) => return Decrypted::Failed("TLS record refused".into()),
+            Err(e) => return Decrypted::Failed(e.to_string()),
         }
         if let Err(e) = conn.process_new_packets() {
-            return Decrypted::Failed(e);
+            return Decrypted::Failed(e.to_string());
         }
         loop {
             match conn.reader().read(&mut plain[filled..]) {
