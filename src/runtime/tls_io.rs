@@ -23,8 +23,9 @@ pub(crate) enum Decrypted {
 
 /// Feeds `cipher` to `conn` and moves the plaintext it yields into `plain`.
 ///
-/// Plaintext is never longer than the ciphertext it came in, so a `plain` buffer as large as
-/// the receive buffer always has room.
+/// Plaintext is never longer than the ciphertext it came in, but a read can complete a record
+/// begun in the read before: `plain` must hold the receive buffer plus one record (16 KiB of
+/// plaintext), so that nothing decrypted is left inside rustls with no read to come for it.
 pub(crate) fn decrypt(
     conn: &mut ServerConnection,
     mut cipher: &[u8],

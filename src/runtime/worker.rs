@@ -33,6 +33,10 @@ use crate::tls::Tls;
 /// Bytes read from a socket at once; also the largest slice scanned without copying.
 const SCRATCH_BYTES: usize = 64 * 1024;
 
+/// Plaintext decrypted from one read: the read's ciphertext plus the rest of a record rustls
+/// held back from the read before (at most 16 KiB of plaintext and its overhead).
+const PLAIN_BYTES: usize = SCRATCH_BYTES + 18 * 1024;
+
 /// Password checks that may run at once per worker (argon2 takes ~20 MiB and tens of ms each).
 const CONCURRENT_VERIFICATIONS: usize = 4;
 
@@ -140,7 +144,7 @@ impl Worker {
                 // pays for doubling copies or their slack.
                 sessions: RefCell::new(Slab::with_capacity(spec.slab_capacity)),
                 scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
-                plain: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+                plain: RefCell::new(vec![0u8; PLAIN_BYTES].into_boxed_slice()),
                 tls: spec.tls,
                 out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
                 metrics: RefCell::new(WorkerMetrics::new(spec.id)),
@@ -353,13 +357,19 @@ impl Worker {
         }
     }
 
-    /// Ends a TLS session properly (close_notify), as far as the socket takes it now.
+    /// Ends a TLS session properly (close_notify), as far as the socket takes it now. A
+    /// handshake the client abandoned counts as failed (a failed one was counted already and
+    /// its connection state dropped).
     pub(crate) fn close_tls(&self, key: usize, fd: RawFd) {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(conn) = sessions
             .get_mut(key)
             .and_then(|slot| slot.tls.as_deref_mut())
         {
+            if conn.is_handshaking() {
+                self.metrics.borrow().tls_handshake(None);
+                return;
+            }
             conn.send_close_notify();
             let _ = tls_io::flush(conn, fd);
         }
@@ -403,8 +413,12 @@ impl Worker {
                         }
                     }
                     if let Decrypted::Failed(_) = result {
-                        // Tell the client why, if the socket takes it now.
+                        // Tell the client why, if the socket takes it now; the TLS state is
+                        // of no more use.
                         let _ = tls_io::flush(conn, fd);
+                        if let Some(slot) = sessions.get_mut(key) {
+                            slot.tls = None;
+                        }
                     }
                     Some(result)
                 }
