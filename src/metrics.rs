@@ -185,6 +185,7 @@ pub struct WorkerMetrics {
     closed_client: Counter,
     closed_evicted: Counter,
     closed_shutdown: Counter,
+    closed_kicked: Counter,
     /// `limits[limit as usize]`.
     limits: [Counter; Limit::ALL.len()],
     /// TLS handshakes: ok with 1.3, ok with 1.2, ok with another version, failed.
@@ -240,6 +241,7 @@ impl WorkerMetrics {
             closed_client: counter!(SESSIONS_CLOSED, "reason" => "client"),
             closed_evicted: counter!(SESSIONS_CLOSED, "reason" => "evicted"),
             closed_shutdown: counter!(SESSIONS_CLOSED, "reason" => "shutdown"),
+            closed_kicked: counter!(SESSIONS_CLOSED, "reason" => "kicked"),
             limits: Limit::ALL.map(|l| counter!(LIMIT_HITS, "limit" => l.label())),
             tls_handshakes: [
                 ("ok", "1.3"),
@@ -274,13 +276,14 @@ impl WorkerMetrics {
     }
 
     /// Counts a closed session by why it closed: `timeout`, `logout`, `evicted` (user+IP cap),
-    /// `shutdown`, or `client` (the client went away).
+    /// `shutdown`, `kicked` (`hato kick`), or `client` (the client went away).
     pub fn session_closed_for(&self, reason: &'static str) {
         match reason {
             "timeout" => self.closed_timeout.increment(1),
             "logout" => self.closed_logout.increment(1),
             "evicted" => self.closed_evicted.increment(1),
             "shutdown" => self.closed_shutdown.increment(1),
+            "kicked" => self.closed_kicked.increment(1),
             _ => self.closed_client.increment(1),
         }
     }

@@ -1,6 +1,7 @@
-//! The `hato` command line: `serve`, `user`, `reg` and `deliver`. The only place that uses
-//! `anyhow`.
+//! The `hato` command line: `serve`, `user`, `reg`, `deliver`, and the admin requests `who`,
+//! `kick`, `reload`, `stats`. The only place that uses `anyhow`.
 
+mod admin;
 mod deliver;
 mod reg;
 mod serve;
@@ -34,6 +35,14 @@ enum Command {
     Reg(reg::RegCommand),
     /// Deliver a message from standard input to a user's INBOX (for an MTA).
     Deliver(deliver::DeliverArgs),
+    /// List the sessions of the running server (user, address, worker, state, idle time).
+    Who(admin::AdminArgs),
+    /// Close a user's sessions (all, or those from one address) with `* BYE`.
+    Kick(admin::KickArgs),
+    /// Reload the reg tree of the running server (like SIGHUP).
+    Reload(admin::AdminArgs),
+    /// A one-screen summary of the running server's counters.
+    Stats(admin::AdminArgs),
 }
 
 /// The spool directory option shared by every subcommand.
@@ -61,6 +70,10 @@ pub fn main() -> ExitCode {
         Command::User(command) => user::run(command),
         Command::Reg(command) => reg::run(command),
         Command::Deliver(args) => deliver::run(args),
+        Command::Who(args) => admin::who(args),
+        Command::Kick(args) => admin::kick(args),
+        Command::Reload(args) => admin::reload(args),
+        Command::Stats(args) => admin::stats(args),
     };
     match result {
         Ok(code) => code,

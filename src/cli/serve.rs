@@ -105,10 +105,37 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
             // One line on stdout that scripts (and the tests) wait for; the last one.
             println!("hato: listening for IMAP on {addr}");
+            notify_systemd();
         }),
         termination: Some(termination),
+        admin_spool: Some(spool.clone()),
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd (`Type=notify`) that hato is ready: the listeners are bound. Without
+/// `$NOTIFY_SOCKET` (not started by systemd) there is no one to tell.
+fn notify_systemd() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            // An abstract socket name.
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(name)?
+            }
+            None => std::os::unix::net::SocketAddr::from_pathname(&path)?,
+        };
+        socket.send_to_addr(b"READY=1", &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        warn!("cannot notify systemd of readiness: {e}");
+    }
 }
 
 /// First start: a passwd-file with one user and a random password, printed once.

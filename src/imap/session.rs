@@ -297,6 +297,11 @@ impl Session {
         }
     }
 
+    /// The name of the selected mailbox, if any.
+    pub fn selected_mailbox(&self) -> Option<&str> {
+        self.selected.as_deref().map(|s| s.mailbox.name())
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_secure(&self) -> bool {
         self.secure

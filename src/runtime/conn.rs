@@ -57,6 +57,8 @@ enum Closed {
     Evicted,
     /// The server is shutting down.
     Shutdown,
+    /// The administrator closed it (`hato kick`).
+    Kicked,
 }
 
 impl Closed {
@@ -67,6 +69,7 @@ impl Closed {
             Closed::Timeout => "timeout",
             Closed::Evicted => "evicted",
             Closed::Shutdown => "shutdown",
+            Closed::Kicked => "kicked",
         }
     }
 }
@@ -199,6 +202,9 @@ fn end(session: &mut Session, bits: u8, out: &mut Vec<u8>) -> Closed {
     if bits & idle::SHUTDOWN != 0 {
         session.close_with("Server shutting down", out);
         Closed::Shutdown
+    } else if bits & idle::KICK != 0 {
+        session.close_with("Disconnected by the administrator", out);
+        Closed::Kicked
     } else if bits & idle::EVICT != 0 {
         session.close_with(
             "[LIMIT] Closed for a newer session of this user from this address",

@@ -38,11 +38,13 @@ pub(crate) const TIMEOUT: u8 = 4;
 pub(crate) const EVICT: u8 = 8;
 /// The server is shutting down.
 pub(crate) const SHUTDOWN: u8 = 16;
+/// The administrator closed the session (`hato kick`).
+pub(crate) const KICK: u8 = 32;
 /// Signals that end the session.
-pub(crate) const ENDING: u8 = TIMEOUT | EVICT | SHUTDOWN;
+pub(crate) const ENDING: u8 = TIMEOUT | EVICT | SHUTDOWN | KICK;
 
 /// What other threads tell a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Notice {
     /// Mailbox `id` changed.
     Changed(usize),
@@ -50,6 +52,14 @@ pub(crate) enum Notice {
     Evict { key: usize, serial: u64 },
     /// Stop accepting and close every session (SIGTERM/SIGINT).
     Shutdown,
+    /// List the sessions (`hato who`).
+    Who(std::sync::mpsc::Sender<Vec<super::admin::SessionInfo>>),
+    /// Close the sessions of `user` (from `ip`, if given) and say how many (`hato kick`).
+    Kick {
+        user: Box<str>,
+        ip: Option<std::net::IpAddr>,
+        reply: std::sync::mpsc::Sender<usize>,
+    },
 }
 
 /// The mailboxes a worker's IDLE sessions wait on.
@@ -192,8 +202,13 @@ impl Senders {
     /// Tells every worker.
     pub(crate) fn broadcast(&self, notice: Notice) {
         for sender in &self.0 {
-            let _ = sender.send(notice);
+            let _ = sender.send(notice.clone());
         }
+    }
+
+    /// How many workers there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -213,6 +228,13 @@ pub(crate) async fn relay(worker: Rc<Worker>, mut notices: mpsc::UnboundedReceiv
             }
             Notice::Evict { key, serial } => worker.evict(key, serial),
             Notice::Shutdown => worker.shut_down(),
+            Notice::Who(reply) => {
+                // The asker may have given up waiting; nothing to do then.
+                let _ = reply.send(worker.sessions_info());
+            }
+            Notice::Kick { user, ip, reply } => {
+                let _ = reply.send(worker.kick(&user, ip));
+            }
         }
     }
 }

@@ -11,8 +11,10 @@
 //! * [`admission`]: process-wide session counts: `MaxSessions.1`, the user+IP cap and its
 //!   evictions, login throttling per address.
 //! * [`shutdown`]: `SIGTERM`/`SIGINT` turned into a graceful stop of every worker.
+//! * [`admin`]: the admin socket behind `hato who|kick|reload|stats`.
 //! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
 
+pub mod admin;
 mod admission;
 mod conn;
 mod folder_watch;
@@ -66,6 +68,8 @@ pub struct ServeOptions {
     pub on_ready: Box<dyn FnOnce(SocketAddr, Option<SocketAddr>) + Send>,
     /// The blocked termination signals; with them, SIGTERM/SIGINT shut down gracefully.
     pub termination: Option<shutdown::Termination>,
+    /// The spool whose `run/admin.sock` serves `hato who|kick|reload|stats` (none: no socket).
+    pub admin_spool: Option<std::path::PathBuf>,
 }
 
 /// Number of workers for a `Workers.1` value (0 = one per available core).
@@ -141,6 +145,14 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
     let mut notices = idle::Notices::new(workers);
     notices.install(&options.store);
     let admission = Arc::new(admission::Admission::new(capacity));
+    if let Some(spool) = &options.admin_spool
+        && let Err(e) = admin::spawn(spool, notices.senders(), options.settings.clone())
+    {
+        warn!(
+            "no admin socket at {}: {e}; hato who/kick/reload/stats will not work",
+            admin::socket_path(spool).display()
+        );
+    }
     if let Some(termination) = options.termination {
         termination
             .watch(notices.senders(), options.settings.clone())

@@ -484,6 +484,41 @@ impl Worker {
         }
     }
 
+    /// What `hato who` shows of this worker's sessions.
+    pub(crate) fn sessions_info(&self) -> Vec<super::admin::SessionInfo> {
+        let now = self.now();
+        self.sessions
+            .borrow()
+            .iter()
+            .map(|(_, slot)| super::admin::SessionInfo {
+                worker: self.id,
+                user: slot.session.user().map(str::to_string),
+                peer: slot.peer,
+                state: slot.session.state_label(),
+                tls: slot.tls.is_some(),
+                idle_secs: now.saturating_sub(slot.last_input),
+                mailbox: slot.session.selected_mailbox().map(str::to_string),
+            })
+            .collect()
+    }
+
+    /// Closes the sessions of `user` (from `ip` only, if given); returns how many.
+    pub(crate) fn kick(&self, user: &str, ip: Option<std::net::IpAddr>) -> usize {
+        let keys: Vec<usize> = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, slot)| {
+                slot.session.user() == Some(user) && ip.is_none_or(|ip| slot.peer.ip() == ip)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for &key in &keys {
+            self.signal(key, idle::KICK);
+        }
+        keys.len()
+    }
+
     /// Starts the shutdown: no more connections, every session is told to close.
     pub(crate) fn shut_down(&self) {
         if self.stopping.replace(true) {
