@@ -18,6 +18,8 @@ pub enum SettingKind {
     SocketAddr,
     /// One line of text: a filesystem path; empty means the built-in default.
     Path,
+    /// A user or group name (letters, digits, `_`, `-`, `.`); empty means none.
+    Name,
 }
 
 impl SettingKind {
@@ -28,6 +30,7 @@ impl SettingKind {
             SettingKind::Number => "number",
             SettingKind::SocketAddr => "address",
             SettingKind::Path => "path",
+            SettingKind::Name => "name",
         }
     }
 
@@ -71,6 +74,8 @@ pub enum SettingId {
     TlsKey,
     ImapsListen,
     PlaintextAuth,
+    RunAsUser,
+    RunAsGroup,
 }
 
 /// One setting of the reg tree.
@@ -170,7 +175,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 29] = [
+static DEFINITIONS: [SettingDef; 31] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -405,6 +410,20 @@ static DEFINITIONS: [SettingDef; 29] = [
         0,
         2,
         "login without TLS while TLS is available, 0: never; 1: from loopback only; 2: always",
+    ),
+    text(
+        "RunAsUser",
+        SettingId::RunAsUser,
+        SettingKind::Name,
+        "",
+        "started as root: the user hato becomes once its ports are bound (empty = stay as started)",
+    ),
+    text(
+        "RunAsGroup",
+        SettingId::RunAsGroup,
+        SettingKind::Name,
+        "",
+        "with RunAsUser.1: the group (empty = the user's primary group)",
     ),
 ];
 

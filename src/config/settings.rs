@@ -72,6 +72,10 @@ pub struct Settings {
     pub imaps_listen: SocketAddr,
     /// `PlaintextAuth.1`: login without TLS while TLS is available.
     pub plaintext_auth: PlaintextAuth,
+    /// `RunAsUser.1`: the user to become after binding, when started as root.
+    pub run_as_user: Option<String>,
+    /// `RunAsGroup.1`: its group (`None`: the user's primary group).
+    pub run_as_group: Option<String>,
 }
 
 /// When a login may be sent in clear text while TLS is available (`PlaintextAuth.1`).
@@ -129,6 +133,8 @@ impl Default for Settings {
             tls_key: None,
             imaps_listen: SocketAddr::from(([127, 0, 0, 1], 1993)),
             plaintext_auth: PlaintextAuth::Loopback,
+            run_as_user: None,
+            run_as_group: None,
         }
     }
 }
@@ -219,6 +225,8 @@ impl Settings {
             SettingId::TlsCertificate => self.tls_certificate = path(text)?,
             SettingId::TlsKey => self.tls_key = path(text)?,
             SettingId::ImapsListen => self.imaps_listen = address(text)?,
+            SettingId::RunAsUser => self.run_as_user = name(text)?,
+            SettingId::RunAsGroup => self.run_as_group = name(text)?,
             SettingId::PlaintextAuth => {
                 self.plaintext_auth = match number(def, text)? {
                     0 => PlaintextAuth::Never,
@@ -264,6 +272,8 @@ impl Settings {
             SettingId::TlsKey => self.tls_key.clone_from(&from.tls_key),
             SettingId::ImapsListen => self.imaps_listen = from.imaps_listen,
             SettingId::PlaintextAuth => self.plaintext_auth = from.plaintext_auth,
+            SettingId::RunAsUser => self.run_as_user.clone_from(&from.run_as_user),
+            SettingId::RunAsGroup => self.run_as_group.clone_from(&from.run_as_group),
         }
     }
 
@@ -299,6 +309,8 @@ impl Settings {
             SettingId::TlsCertificate => path_text(self.tls_certificate.as_deref()),
             SettingId::TlsKey => path_text(self.tls_key.as_deref()),
             SettingId::ImapsListen => self.imaps_listen.to_string(),
+            SettingId::RunAsUser => self.run_as_user.clone().unwrap_or_default(),
+            SettingId::RunAsGroup => self.run_as_group.clone().unwrap_or_default(),
             SettingId::PlaintextAuth => match self.plaintext_auth {
                 PlaintextAuth::Never => "0",
                 PlaintextAuth::Loopback => "1",
@@ -388,6 +400,23 @@ fn address(text: &str) -> Result<SocketAddr, String> {
             quote(text)
         )
     })
+}
+
+fn name(text: &str) -> Result<Option<String>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let valid = text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        return Err(format!(
+            "{} is not a user or group name (letters, digits, _ - .)",
+            quote(text)
+        ));
+    }
+    Ok(Some(text.to_string()))
 }
 
 fn path(text: &str) -> Result<Option<PathBuf>, String> {

@@ -45,6 +45,7 @@ fn non_default(d: &SettingDef) -> String {
         }
         SettingKind::SocketAddr => "[::1]:4242".to_string(),
         SettingKind::Path => "/srv/users".to_string(),
+        SettingKind::Name => "mail".to_string(),
     }
 }
 
@@ -62,7 +63,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 29);
+    assert_eq!(defs.len(), 31);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -76,7 +77,9 @@ fn table_is_consistent() {
                 assert!(d.min <= d.max);
                 assert!(!d.unit.is_empty());
             }
-            SettingKind::SocketAddr | SettingKind::Path => assert_eq!(d.range(), None),
+            SettingKind::SocketAddr | SettingKind::Path | SettingKind::Name => {
+                assert_eq!(d.range(), None)
+            }
         }
     }
 }
@@ -113,6 +116,8 @@ fn table_matches_epost_names_and_defaults() {
         ("TlsKey", ""),
         ("ImapsListen", "127.0.0.1:1993"),
         ("PlaintextAuth", "1"),
+        ("RunAsUser", ""),
+        ("RunAsGroup", ""),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -227,6 +232,8 @@ fn every_setting_is_read() {
         ("TlsKey.1", "/etc/hato/key.pem\n"),
         ("ImapsListen.1", "0.0.0.0:993\n"),
         ("PlaintextAuth.1", "2\n"),
+        ("RunAsUser.1", "hato\n"),
+        ("RunAsGroup.1", "mail\n"),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -263,6 +270,8 @@ fn every_setting_is_read() {
         tls_key: Some("/etc/hato/key.pem".into()),
         imaps_listen: "0.0.0.0:993".parse().expect("addr"),
         plaintext_auth: crate::config::PlaintextAuth::Always,
+        run_as_user: Some("hato".into()),
+        run_as_group: Some("mail".into()),
     };
     assert_eq!(r.settings, expect);
 }

@@ -77,6 +77,8 @@ pub const RESTART_ONLY: &[SettingId] = &[
     SettingId::LmtpListen,
     SettingId::PasswdFile,
     SettingId::ImapsListen,
+    SettingId::RunAsUser,
+    SettingId::RunAsGroup,
 ];
 
 /// Whether a change of setting `id` needs a restart to take effect.

@@ -12,6 +12,7 @@
 //!   evictions, login throttling per address.
 //! * [`shutdown`]: `SIGTERM`/`SIGINT` turned into a graceful stop of every worker.
 //! * [`admin`]: the admin socket behind `hato who|kick|reload|stats`.
+//! * [`privileges`]: started as root, becoming `RunAsUser.1` once the ports are bound.
 //! * [`limits`]: the open-file limit, which bounds the sessions a process can hold.
 
 pub mod admin;
@@ -21,6 +22,7 @@ mod folder_watch;
 mod idle;
 pub mod limits;
 pub mod listener;
+pub mod privileges;
 pub mod shutdown;
 mod socket_io;
 mod tls_io;
@@ -54,6 +56,8 @@ pub enum RuntimeError {
     Worker { id: usize, source: io::Error },
     #[error("worker {id} panicked")]
     Panicked { id: usize },
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
 }
 
 /// What `serve` needs; everything else comes from the settings snapshot.
@@ -86,6 +90,36 @@ fn slab_capacity(capacity: u64, workers: usize) -> usize {
     const MAX_RESERVED: u64 = 1 << 22;
     let share = capacity / workers.max(1) as u64;
     usize::try_from(share.min(MAX_RESERVED)).unwrap_or(0)
+}
+
+/// With `RunAsUser.1` set and started as root: becomes that user, now that every port is bound
+/// and before any session is served.
+fn drop_root(
+    settings: &crate::config::Settings,
+    spool: Option<&std::path::Path>,
+) -> Result<(), RuntimeError> {
+    let Some(user) = &settings.run_as_user else {
+        return Ok(());
+    };
+    if !privileges::is_root() {
+        warn!(
+            "RunAsUser.1 is {user:?} but hato was not started as root; it runs as it was started"
+        );
+        return Ok(());
+    }
+    let identity = privileges::resolve(user, settings.run_as_group.as_deref())?;
+    let socket = spool.map(admin::socket_path);
+    let hand_over: Vec<&std::path::Path> = socket
+        .iter()
+        .flat_map(|s| [s.parent(), Some(s.as_path())])
+        .flatten()
+        .filter(|p| p.exists())
+        .collect();
+    privileges::become_user(&identity, &hand_over)?;
+    if let Some(spool) = spool {
+        privileges::check_spool_owner(spool, &identity);
+    }
+    Ok(())
 }
 
 /// Starts the exporter, binds the listeners and runs the workers until the process ends.
@@ -161,6 +195,7 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
                 source,
             })?;
     }
+    drop_root(&settings, options.admin_spool.as_deref())?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
     for (id, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
