@@ -35,6 +35,8 @@ pub const TLS_SESSIONS: &str = "hato_tls_sessions";
 pub const OPEN_FDS: &str = "hato_process_open_fds";
 pub const MAX_FDS: &str = "hato_process_max_fds";
 pub const RESIDENT_MEMORY: &str = "hato_process_resident_memory_bytes";
+pub const BUILD_INFO: &str = "hato_build_info";
+pub const START_TIME: &str = "hato_process_start_time_seconds";
 
 /// The session states of [`SESSIONS_BY_STATE`].
 const STATES: [&str; 4] = ["not_authenticated", "authenticated", "selected", "idle"];
@@ -98,6 +100,29 @@ fn resident_bytes() -> Option<u64> {
 
 fn describe() {
     crate::config::describe_reload_metrics();
+    // Counters that only move on rare events start at zero, so that rate() and increase() see
+    // their first event and dashboards show 0 rather than no data.
+    for via in ["lmtp", "deliver"] {
+        for result in ["ok", "failed"] {
+            counter!(crate::lmtp::DELIVERIES, "via" => via, "result" => result).increment(0);
+        }
+    }
+    counter!(crate::runtime::FOLDER_EVENTS_METRIC).increment(0);
+    counter!(MAILBOX_SCANS).increment(0);
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the label `version` is hato's version."
+    );
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    describe_gauge!(
+        START_TIME,
+        Unit::Seconds,
+        "When the process started, in seconds since the Unix epoch (restarts show as jumps)."
+    );
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    gauge!(START_TIME).set(started);
     describe_gauge!(SESSIONS, "Open IMAP sessions, by worker.");
     describe_counter!(
         LOGINS,
@@ -161,7 +186,7 @@ fn describe() {
     );
     describe_gauge!(
         SESSION_CAPACITY,
-        "Sessions the process can hold under its open-file limit."
+        "Sessions the process accepts: MaxSessions.1 if set, else what its open-file limit allows."
     );
 }
 
@@ -193,6 +218,7 @@ pub struct WorkerMetrics {
     /// Sessions by state, in [`STATES`] order.
     states: [Gauge; 4],
     tls_sessions: Gauge,
+    capacity: Gauge,
 }
 
 /// Sessions counted by state during a sweep.
@@ -256,6 +282,7 @@ impl WorkerMetrics {
                 gauge!(SESSIONS_BY_STATE, "worker" => worker.to_string(), "state" => state)
             }),
             tls_sessions: gauge!(TLS_SESSIONS, "worker" => worker.to_string()),
+            capacity: gauge!(SESSION_CAPACITY),
         }
     }
 
@@ -306,6 +333,11 @@ impl WorkerMetrics {
             gauge.set(count as f64);
         }
         self.tls_sessions.set(counts.tls as f64);
+    }
+
+    /// The session cap in force (it follows `MaxSessions.1` live).
+    pub fn session_capacity(&self, cap: u64) {
+        self.capacity.set(cap as f64);
     }
 
     pub fn session_opened(&self) {

@@ -83,12 +83,17 @@ impl Admission {
         }
     }
 
-    /// Takes a session place if one is free; returns the new session's serial.
-    pub(crate) fn open(&self, settings: &Settings) -> Option<u64> {
-        let max = match settings.max_sessions {
+    /// The session cap in force: `MaxSessions.1`, or what the open-file limit allows.
+    pub(crate) fn cap(&self, settings: &Settings) -> u64 {
+        match settings.max_sessions {
             0 => self.capacity,
             n => n,
-        };
+        }
+    }
+
+    /// Takes a session place if one is free; returns the new session's serial.
+    pub(crate) fn open(&self, settings: &Settings) -> Option<u64> {
+        let max = self.cap(settings);
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (max == 0 || n < max).then_some(n + 1)

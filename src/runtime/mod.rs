@@ -23,6 +23,8 @@ mod idle;
 pub mod limits;
 pub mod listener;
 pub mod privileges;
+
+pub use folder_watch::FOLDER_EVENTS_METRIC;
 pub mod shutdown;
 mod socket_io;
 mod tls_io;
@@ -142,7 +144,11 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
         }
     })?;
     metrics::gauge!(crate::metrics::WORKERS).set(workers as f64);
-    metrics::gauge!(crate::metrics::SESSION_CAPACITY).set(capacity as f64);
+    let cap = match settings.max_sessions {
+        0 => capacity,
+        n => n,
+    };
+    metrics::gauge!(crate::metrics::SESSION_CAPACITY).set(cap as f64);
 
     let listeners = listener::bind_reuseport(settings.imap_listen, workers).map_err(|source| {
         RuntimeError::Bind {

@@ -673,7 +673,10 @@ impl Worker {
                 due.push((key, idle::KEEPALIVE));
             }
         }
-        self.metrics.borrow().sessions_by_state(&states);
+        let metrics = self.metrics.borrow();
+        metrics.sessions_by_state(&states);
+        metrics.session_capacity(self.admission.cap(settings));
+        drop(metrics);
         for (key, bits) in due {
             self.signal(key, bits);
         }
