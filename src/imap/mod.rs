@@ -97,6 +97,35 @@ command_names! {
     Getquotaroot => "GETQUOTAROOT",
     Sort => "SORT",
     Thread => "THREAD",
+    // UID forms, told apart for the metrics only (dispatch sees `Uid`); never parsed from the
+    // wire as one atom.
+    UidFetch => "UID FETCH",
+    UidStore => "UID STORE",
+    UidSearch => "UID SEARCH",
+    UidCopy => "UID COPY",
+    UidMove => "UID MOVE",
+    UidExpunge => "UID EXPUNGE",
+}
+
+impl CommandName {
+    /// The UID form named by the arguments of a `UID` command (`Uid` for anything else).
+    pub fn uid_form(args: &[u8]) -> CommandName {
+        let word = args
+            .split(|&b| b == b' ')
+            .find(|w| !w.is_empty())
+            .unwrap_or(b"");
+        let form = [
+            (&b"FETCH"[..], CommandName::UidFetch),
+            (b"STORE", CommandName::UidStore),
+            (b"SEARCH", CommandName::UidSearch),
+            (b"COPY", CommandName::UidCopy),
+            (b"MOVE", CommandName::UidMove),
+            (b"EXPUNGE", CommandName::UidExpunge),
+        ];
+        form.iter()
+            .find(|(w, _)| word.eq_ignore_ascii_case(w))
+            .map_or(CommandName::Uid, |(_, name)| *name)
+    }
 }
 
 /// Receives what the session did, for metrics. The runtime implements it with pre-registered
@@ -208,6 +237,12 @@ mod tests {
             }
         }
         assert_eq!(CommandName::parse(b"XYZZY"), CommandName::Unknown);
+        assert_eq!(
+            CommandName::uid_form(b"fetch 1:* FLAGS"),
+            CommandName::UidFetch
+        );
+        assert_eq!(CommandName::uid_form(b"EXPUNGE 4"), CommandName::UidExpunge);
+        assert_eq!(CommandName::uid_form(b"FROB 1"), CommandName::Uid);
     }
 
     #[test]
