@@ -18,6 +18,9 @@ use super::idle::{Notice, Senders};
 use crate::config::SharedSettings;
 use crate::sys;
 
+/// Signals closer together than this count as one.
+const DOUBLE_SIGNAL: Duration = Duration::from_millis(500);
+
 /// Beyond the grace time, how long the workers get to stop before the process exits anyway.
 const EXIT_BACKSTOP: Duration = Duration::from_secs(5);
 
@@ -49,9 +52,16 @@ impl Termination {
                     error!("shutdown still not finished after {backstop:?}; exiting");
                     std::process::exit(1);
                 });
-                let name = self.wait();
-                info!("{name} again: exiting now");
-                std::process::exit(1);
+                // The same signal sent twice at once (to the process and to its group, as
+                // `timeout` does) is one request; a second one later is the impatient operator.
+                let first = std::time::Instant::now();
+                loop {
+                    let name = self.wait();
+                    if first.elapsed() >= DOUBLE_SIGNAL {
+                        info!("{name} again: exiting now");
+                        std::process::exit(1);
+                    }
+                }
             })
             .map(drop)
     }
