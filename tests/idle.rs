@@ -259,7 +259,10 @@ fn an_outside_writer_is_seen_through_inotify_before_idleloop() {
     // The folder is watched once the session is registered in IDLE (the gauge is set then).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while server.metric_sum("hato_idle_sessions", &[]) < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "IDLE never registered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "IDLE never registered"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // Like an MDA: written in tmp/, then renamed into new/.
