@@ -11,7 +11,7 @@
 //! swallows the rest of that command (counting bytes, buffering none), so the session answers
 //! `BAD`/`NO [TOOBIG]` and resynchronises at the next command instead of dying.
 
-use memchr::memchr;
+use memchr::{memchr, memrchr};
 
 /// Size limits that protect the server from hostile input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,7 @@ pub enum Frame {
     /// `buf[..consumed]` were thrown away because of a limit; the framer now discards the rest
     /// of that command on its own. For `LineTooLong` and `LiteralTooBig` the dropped bytes
     /// start with the offending command, so its tag can be recovered for the answer.
+    /// `consumed` is never 0.
     Rejected { consumed: usize, reason: Rejection },
 }
 
@@ -65,8 +66,106 @@ enum Discard {
     No,
     /// Skip this many literal bytes, then the rest of the line they belong to.
     Bytes(u64),
-    /// Skip up to and including the next LF; a `{n+}` at its end chains into `Bytes`.
-    Line,
+    /// Skip up to and including the next LF; a `{n+}` at its end chains into `Bytes`. The
+    /// bytes are dropped as they come, so the end of what was skipped is remembered: the
+    /// `{n+}` may arrive split over several reads.
+    Line(LiteralTail),
+}
+
+/// How far the end of a line seen so far spells a literal announcement, `{n}` or `{n+}` and
+/// an optional CR (the LF comes next): what [`trailing_literal`] finds at the LF, computed a
+/// piece of the line at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct LiteralTail {
+    phase: TailPhase,
+    /// The digits' count and value so far.
+    digits: u8,
+    len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TailPhase {
+    /// The line does not end like a literal announcement.
+    #[default]
+    Nothing,
+    /// `{`
+    Open,
+    /// `{1`
+    Digits,
+    /// `{1+`
+    Plus,
+    /// `{1}` or `{1+}`
+    Closed { non_sync: bool },
+    /// `{1}\r` or `{1+}\r`
+    ClosedCr { non_sync: bool },
+}
+
+impl LiteralTail {
+    /// The state after `bytes` (a piece of the line, without LF) followed what was seen.
+    fn feed(mut self, bytes: &[u8]) -> LiteralTail {
+        // Only what follows the last `{` can matter.
+        let rest = match memrchr(b'{', bytes) {
+            Some(open) => {
+                self = LiteralTail::default();
+                &bytes[open..]
+            }
+            None => bytes,
+        };
+        for &b in rest {
+            self = self.step(b);
+            if self.phase == TailPhase::Nothing {
+                // No `{` follows: nothing can start again.
+                break;
+            }
+        }
+        self
+    }
+
+    fn step(self, b: u8) -> LiteralTail {
+        let phase = match (self.phase, b) {
+            (_, b'{') => {
+                return LiteralTail {
+                    phase: TailPhase::Open,
+                    digits: 0,
+                    len: 0,
+                };
+            }
+            (TailPhase::Open | TailPhase::Digits, b'0'..=b'9') => {
+                // As parse_number: at most 20 digits, no overflow.
+                let len = self
+                    .len
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(b - b'0')));
+                return match len {
+                    Some(len) if self.digits < 20 => LiteralTail {
+                        phase: TailPhase::Digits,
+                        digits: self.digits + 1,
+                        len,
+                    },
+                    _ => LiteralTail::default(),
+                };
+            }
+            (TailPhase::Digits, b'+') => TailPhase::Plus,
+            (TailPhase::Digits, b'}') => TailPhase::Closed { non_sync: false },
+            (TailPhase::Plus, b'}') => TailPhase::Closed { non_sync: true },
+            (TailPhase::Closed { non_sync }, b'\r') => TailPhase::ClosedCr { non_sync },
+            _ => return LiteralTail::default(),
+        };
+        LiteralTail { phase, ..self }
+    }
+
+    /// The literal announced, if the line ends here.
+    fn literal(&self) -> Option<LiteralSpec> {
+        match self.phase {
+            TailPhase::Closed { non_sync } | TailPhase::ClosedCr { non_sync } => {
+                Some(LiteralSpec {
+                    len: self.len,
+                    non_sync,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Incremental framer state for one session. Offsets are relative to the start of the
@@ -98,7 +197,7 @@ impl Framer {
             let rest = &buf[pos..];
             let Some(lf) = memchr(b'\n', rest) else {
                 if rest.len() > limits.max_line {
-                    return self.reject_line(buf.len());
+                    return self.reject_line(buf, pos);
                 }
                 self.verified = pos;
                 return Frame::Incomplete;
@@ -106,6 +205,15 @@ impl Framer {
             let line_end = pos + lf + 1;
             if lf + 1 > limits.max_line {
                 self.reset();
+                // The client sends the bytes of a `{n+}` regardless: swallow them too, or they
+                // would be taken for commands (as happened when the line came in one read).
+                if let Some(LiteralSpec {
+                    len,
+                    non_sync: true,
+                }) = trailing_literal(&buf[pos..line_end])
+                {
+                    self.discard = Discard::Bytes(len);
+                }
                 return Frame::Rejected {
                     consumed: line_end,
                     reason: Rejection::LineTooLong,
@@ -145,17 +253,23 @@ impl Framer {
         *self = Framer::default();
     }
 
-    fn reject_line(&mut self, consumed: usize) -> Frame {
+    /// Rejects the whole buffer, whose line starting at `line` has no end yet.
+    fn reject_line(&mut self, buf: &[u8], line: usize) -> Frame {
         self.reset();
-        self.discard = Discard::Line;
+        self.discard = Discard::Line(LiteralTail::default().feed(&buf[line..]));
         Frame::Rejected {
-            consumed,
+            consumed: buf.len(),
             reason: Rejection::LineTooLong,
         }
     }
 
-    /// Swallows bytes of a rejected command without keeping them.
+    /// Swallows bytes of a rejected command without keeping them. With nothing to swallow
+    /// (an empty buffer) the answer is `Incomplete`: a `Rejected` always consumes something,
+    /// so a caller that loops until `Incomplete` cannot spin.
     fn discard_some(&mut self, buf: &[u8]) -> Frame {
+        if buf.is_empty() {
+            return Frame::Incomplete;
+        }
         let mut pos = 0;
         loop {
             match self.discard {
@@ -169,17 +283,18 @@ impl Framer {
                     }
                     // n <= avail, which is a usize.
                     pos += n as usize;
-                    self.discard = Discard::Line;
+                    self.discard = Discard::Line(LiteralTail::default());
                 }
-                Discard::Line => match memchr(b'\n', &buf[pos..]) {
+                Discard::Line(tail) => match memchr(b'\n', &buf[pos..]) {
                     None => {
+                        self.discard = Discard::Line(tail.feed(&buf[pos..]));
                         pos = buf.len();
                         break;
                     }
                     Some(lf) => {
-                        let line = &buf[pos..pos + lf + 1];
+                        let tail = tail.feed(&buf[pos..pos + lf]);
                         pos += lf + 1;
-                        self.discard = match trailing_literal(line) {
+                        self.discard = match tail.literal() {
                             Some(lit) if lit.non_sync => Discard::Bytes(lit.len),
                             _ => Discard::No,
                         };
@@ -206,7 +321,7 @@ pub fn trailing_literal(line: &[u8]) -> Option<LiteralSpec> {
     let line = line.strip_suffix(b"\n")?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
-    let open = memchr::memrchr(b'{', inner)?;
+    let open = memrchr(b'{', inner)?;
     let mut digits = &inner[open + 1..];
     let non_sync = if let Some(d) = digits.strip_suffix(b"+") {
         digits = d;
@@ -409,6 +524,64 @@ mod tests {
     }
 
     #[test]
+    fn nothing_left_to_discard_is_incomplete() {
+        // A session loops until Incomplete: a Rejected of 0 bytes here made it spin forever
+        // after an overlong line that filled its read exactly (found by cargo fuzz).
+        let mut f = Framer::default();
+        let buf = [b'x'; 65];
+        assert_eq!(
+            f.next_frame(&buf, &limits()),
+            Frame::Rejected {
+                consumed: 65,
+                reason: Rejection::LineTooLong
+            }
+        );
+        assert_eq!(f.next_frame(b"", &limits()), Frame::Incomplete);
+        assert_eq!(
+            f.next_frame(b"x\r\n", &limits()),
+            Frame::Rejected {
+                consumed: 3,
+                reason: Rejection::Discarded
+            }
+        );
+        assert!(f.is_clear());
+    }
+
+    #[test]
+    fn literal_of_an_overlong_line_is_swallowed_however_it_is_read() {
+        // The literal's bytes must not be taken for commands, whether the overlong line comes
+        // in one read or its `{n+}` is split over reads (both found by cargo fuzz).
+        let mut input = vec![b'a', b' '];
+        input.extend([b'x'; 70]);
+        input.extend_from_slice(b" {9+}\r\nz LOGOUT\r\nb NOOP\r\n");
+        for split in [input.len(), 74, 75, 76, 77, 78] {
+            let mut f = Framer::default();
+            let mut buf = input[..split].to_vec();
+            let mut fed = split;
+            let mut frames = Vec::new();
+            loop {
+                match f.next_frame(&buf, &limits()) {
+                    Frame::Incomplete if fed == input.len() => break,
+                    Frame::Incomplete => {
+                        buf.extend_from_slice(&input[fed..]);
+                        fed = input.len();
+                    }
+                    frame @ (Frame::Command { len } | Frame::Rejected { consumed: len, .. }) => {
+                        frames.push((frame, buf.drain(..len).collect::<Vec<u8>>()));
+                    }
+                    Frame::Continue => panic!("no synchronizing literal here"),
+                }
+            }
+            let commands: Vec<&[u8]> = frames
+                .iter()
+                .filter(|(frame, _)| matches!(frame, Frame::Command { .. }))
+                .map(|(_, bytes)| &bytes[..])
+                .collect();
+            assert_eq!(commands, [&b"b NOOP\r\n"[..]], "split at {split}");
+        }
+    }
+
+    #[test]
     fn trailing_literal_forms() {
         assert_eq!(
             trailing_literal(b"a {12}\r\n"),
@@ -469,6 +642,28 @@ mod properties {
     }
 
     proptest! {
+        #[test]
+        fn literal_tail_read_in_pieces_agrees_with_trailing_literal(
+            line in proptest::collection::vec(
+                prop_oneof![Just(b'{'), Just(b'}'), Just(b'+'), Just(b'\r'), Just(b'0'), Just(b'9'), Just(b'x')],
+                0..40,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (line.len() + 1)).collect();
+            points.push(line.len());
+            points.sort_unstable();
+            let mut tail = LiteralTail::default();
+            let mut fed = 0;
+            for point in points {
+                tail = tail.feed(&line[fed..point]);
+                fed = point;
+            }
+            let mut with_lf = line.clone();
+            with_lf.push(b'\n');
+            prop_assert_eq!(tail.literal(), trailing_literal(&with_lf));
+        }
+
         #[test]
         fn never_panics_nor_reads_past_input(
             input in proptest::collection::vec(any::<u8>(), 0..600),

@@ -405,10 +405,16 @@ impl<'a> Parser<'a> {
             ret = self.parse_quoted_string(value);
         } else if self.cur() == b'=' {
             // Workaround for broken input: name==?utf-8?b?...?=
+            // The bytes are copied raw, but Dovecot then reads the value as a C string: it ends
+            // at a NUL (which could not go out in a literal anyway).
+            let mut nul = false;
             while self.pos < self.data.len()
                 && !matches!(self.data[self.pos], b';' | b' ' | b'\t' | b'\r' | b'\n')
             {
-                value.push(self.data[self.pos]);
+                nul |= self.data[self.pos] == 0;
+                if !nul {
+                    value.push(self.data[self.pos]);
+                }
                 self.pos += 1;
             }
         } else {
@@ -577,6 +583,20 @@ mod tests {
         ct.clear();
         assert_eq!(Parser::new(b"text").parse_content_type(&mut ct), -1);
         assert_eq!(ct, b"text");
+    }
+
+    #[test]
+    fn broken_encoded_word_value_ends_at_nul() {
+        // The `name==?...` workaround copies raw bytes; Dovecot keeps them up to a NUL (C
+        // string), and a NUL could not be sent in BODYSTRUCTURE anyway (found by cargo fuzz).
+        let mut p = Parser::new(b"; name==?ut\xff\x02\0\x01From:; z=1");
+        assert_eq!(
+            rfc2231_parse(&mut p),
+            vec![
+                (b"name".to_vec(), b"=?ut\xff\x02".to_vec()),
+                (b"z".to_vec(), b"1".to_vec())
+            ]
+        );
     }
 
     #[test]
