@@ -137,7 +137,8 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
             Step::NeedInput => Next::Read,
             Step::Yield => Next::Resume,
             Step::Close => Next::Close,
-            Step::StartTls => start_tls(worker, key, fd).await?,
+            // Boxed, like the other rare steps, so an idle session's future stays small.
+            Step::StartTls => Box::pin(start_tls(worker, key, fd)).await?,
             Step::Verify(credentials) => {
                 Box::pin(slow(worker, key, fd, Slow::Verify(credentials))).await?
             }
