@@ -25,7 +25,7 @@ use rcgen::{
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use common::{Server, Spool};
+use common::{Server, Spool, scrape};
 
 const HANDSHAKES: &str = "hato_tls_handshakes_total";
 /// How long any one wait may take (reads, reloads, metrics).
@@ -403,19 +403,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Metrics.
-
-fn scrape(metrics: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(metrics).expect("connect metrics");
-    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    body
-}
 
 /// The handshake counter summed over the workers, e.g. `handshakes(m, "ok", Some("1.3"))`.
 fn handshakes(metrics: SocketAddr, result: &str, version: Option<&str>) -> f64 {

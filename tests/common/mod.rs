@@ -155,6 +155,22 @@ impl Spool {
     }
 }
 
+/// The text of the metrics exporter at `metrics` (HTTP headers included).
+pub fn scrape(metrics: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(metrics).expect("connect metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    body
+}
+
 /// A running server; killed (by pid) when dropped.
 pub struct Server {
     child: Child,
@@ -238,18 +254,7 @@ impl Server {
 
     /// The exporter's text output.
     pub fn scrape(&self) -> String {
-        let mut stream = TcpStream::connect(self.metrics).expect("connect metrics");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .expect("request");
-        let mut body = String::new();
-        stream.read_to_string(&mut body).expect("response");
-        body
+        scrape(self.metrics)
     }
 
     /// The address an `hato: listening for <what> on <addr>` line announced, if any.
