@@ -144,11 +144,8 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
         }
     })?;
     metrics::gauge!(crate::metrics::WORKERS).set(workers as f64);
-    let cap = match settings.max_sessions {
-        0 => capacity,
-        n => n,
-    };
-    metrics::gauge!(crate::metrics::SESSION_CAPACITY).set(cap as f64);
+    let admission = Arc::new(admission::Admission::new(capacity));
+    metrics::gauge!(crate::metrics::SESSION_CAPACITY).set(admission.cap(&settings) as f64);
 
     let listeners = listener::bind_reuseport(settings.imap_listen, workers).map_err(|source| {
         RuntimeError::Bind {
@@ -184,7 +181,6 @@ pub fn serve(options: ServeOptions) -> Result<(), RuntimeError> {
 
     let mut notices = idle::Notices::new(workers);
     notices.install(&options.store);
-    let admission = Arc::new(admission::Admission::new(capacity));
     if let Some(spool) = &options.admin_spool
         && let Err(e) = admin::spawn(spool, notices.senders(), options.settings.clone())
     {

@@ -7,8 +7,8 @@
 //! `ShutdownGrace.1` has passed. A second signal exits at once; so does a shutdown that is still
 //! not done a few seconds after the grace time (a blocking job stuck on a dead disk).
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::File;
+use std::io::{self, Read};
 use std::thread;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ const EXIT_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// `SIGTERM` and `SIGINT`, blocked and waiting to be read.
 pub struct Termination {
-    signals: OwnedFd,
+    signals: File,
 }
 
 impl Termination {
@@ -34,7 +34,7 @@ impl Termination {
     /// that every thread inherits the mask and none can be killed by the signal.
     pub fn block() -> io::Result<Termination> {
         Ok(Termination {
-            signals: sys::block_signals(&[libc::SIGTERM, libc::SIGINT], 0)?,
+            signals: File::from(sys::block_signals(&[libc::SIGTERM, libc::SIGINT], 0)?),
         })
     }
 
@@ -70,31 +70,22 @@ impl Termination {
     fn wait(&self) -> &'static str {
         let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
         loop {
-            // SAFETY: `info` is a valid, writable buffer of exactly one signalfd_siginfo, which
-            // is what read(2) on a signalfd writes; the descriptor is owned by `self`.
-            let n = unsafe {
-                libc::read(
-                    self.signals.as_raw_fd(),
-                    info.as_mut_ptr().cast::<libc::c_void>(),
-                    info.len(),
-                )
-            };
-            if n == info.len() as isize {
-                // ssi_signo is the first field (u32, native endian).
-                let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-                return if signo == libc::SIGINT as u32 {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                };
-            }
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                // Cannot happen for a valid signalfd; do not spin if it does.
-                error!(
-                    "reading the shutdown signalfd: {}",
-                    io::Error::last_os_error()
-                );
-                thread::sleep(Duration::from_secs(1));
+            // A signalfd yields whole siginfo records.
+            match (&self.signals).read_exact(&mut info) {
+                Ok(()) => {
+                    // ssi_signo is the first field (u32, native endian).
+                    let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+                    return if signo == libc::SIGINT as u32 {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                }
+                Err(e) => {
+                    // Cannot happen for a valid signalfd; do not spin if it does.
+                    error!("reading the shutdown signalfd: {e}");
+                    thread::sleep(Duration::from_secs(1));
+                }
             }
         }
     }
