@@ -109,23 +109,15 @@ fn noop_on_an_unchanged_selected_mailbox_allocates_nothing() {
     session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
     session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
     // Put three messages in INBOX and select it, running the storage work as the driver would.
-    let mut run = |session: &mut Session, input: &[u8], out: &mut Vec<u8>| {
-        let mut step = session.on_input(input, &mut ctx, out);
-        while let Step::Work(work) = step {
-            let done = work.run(out);
-            session.finish_work(done, &mut ctx, out);
-            step = session.on_input(&[], &mut ctx, out);
-        }
-    };
     for i in 0..3 {
-        run(
-            &mut session,
+        session.on_input_inline(
             format!("p{i} APPEND INBOX {{12+}}\r\nSubject: x\r\n\r\n").as_bytes(),
+            &mut ctx,
             &mut out,
         );
     }
     out.clear();
-    run(&mut session, b"s SELECT INBOX\r\n", &mut out);
+    session.on_input_inline(b"s SELECT INBOX\r\n", &mut ctx, &mut out);
     assert!(
         String::from_utf8_lossy(&out).contains("* 3 EXISTS"),
         "{}",

@@ -444,6 +444,32 @@ impl Session {
         step
     }
 
+    /// Handles input as [`Session::on_input`] does, but runs any storage work on this thread
+    /// and resumes pipelined commands (also past `MaxPipelined.1`), as the worker would.
+    /// For tests, benchmarks and fuzzing: credentials are not checked (a `Verify` step is
+    /// returned as it is).
+    pub fn on_input_inline(
+        &mut self,
+        input: &[u8],
+        ctx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let mut step = self.on_input(input, ctx, out);
+        loop {
+            match step {
+                Step::Work(work) => {
+                    // Streamed answers land after what the session already wrote, as on the
+                    // socket.
+                    let done = work.run(out);
+                    self.finish_work(done, ctx, out);
+                }
+                Step::Yield => {}
+                step => return step,
+            }
+            step = self.on_input(&[], ctx, out);
+        }
+    }
+
     /// The largest literal accepted now. Before login only LOGIN takes literals, and a user
     /// name or password never needs more than a line's worth.
     fn literal_limit(&self, settings: &Settings) -> u64 {

@@ -124,6 +124,20 @@ pub(crate) struct Worker {
     stop: Notify,
 }
 
+/// The ring's setup flags. Only the worker thread submits to its ring, and it collects
+/// completions whenever it wakes, so the kernel need not interrupt it with a signal to run
+/// completion work (COOP_TASKRUN) nor guard against other submitters (SINGLE_ISSUER). Kernels
+/// older than 6.0 refuse the flags; a probe ring tells.
+fn ring_flags() -> io_uring::Builder {
+    let mut cooperative = tokio_uring::uring_builder();
+    cooperative.setup_coop_taskrun().setup_single_issuer();
+    if cooperative.build(8).is_ok() {
+        cooperative
+    } else {
+        tokio_uring::uring_builder()
+    }
+}
+
 impl Worker {
     /// Runs the worker on the current thread until the process ends.
     pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
@@ -132,42 +146,45 @@ impl Worker {
         {
             warn!(worker = spec.id, "could not pin worker to core {}", core.id);
         }
-        tokio_uring::builder().entries(1024).start(async move {
-            let listener = TcpListener::from_std(spec.listener);
-            let worker = Rc::new(Worker {
-                id: spec.id,
-                settings: spec.settings,
-                users: spec.users,
-                store: spec.store,
-                // Sized for the worker's share of the open-file limit up front: the memory is
-                // only reserved (pages are touched as sessions arrive), and the slab never
-                // pays for doubling copies or their slack.
-                sessions: RefCell::new(Slab::with_capacity(spec.slab_capacity)),
-                scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
-                plain: RefCell::new(vec![0u8; PLAIN_BYTES].into_boxed_slice()),
-                tls: spec.tls,
-                out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
-                metrics: RefCell::new(WorkerMetrics::new(spec.id)),
-                watch: RefCell::new(WatchTable::new(
-                    spec.notices.as_ref().and_then(|n| n.folders.clone()),
-                )),
-                epoch: Instant::now(),
-                verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
-                work_slots: Semaphore::new(CONCURRENT_WORK),
-                admission: spec.admission,
-                senders: spec.senders,
-                stopping: Cell::new(false),
-                stop: Notify::new(),
-            });
-            if let Some(notices) = spec.notices {
-                tokio_uring::spawn(idle::relay(worker.clone(), notices.receiver));
-            }
-            tokio_uring::spawn(idle::housekeeping(worker.clone()));
-            let tls_listener = spec.tls_listener.map(TcpListener::from_std);
-            worker.accept_until_stopped(listener, tls_listener).await;
-            worker.drain().await;
-            Ok(())
-        })
+        tokio_uring::builder()
+            .entries(1024)
+            .uring_builder(&ring_flags())
+            .start(async move {
+                let listener = TcpListener::from_std(spec.listener);
+                let worker = Rc::new(Worker {
+                    id: spec.id,
+                    settings: spec.settings,
+                    users: spec.users,
+                    store: spec.store,
+                    // Sized for the worker's share of the open-file limit up front: the memory is
+                    // only reserved (pages are touched as sessions arrive), and the slab never
+                    // pays for doubling copies or their slack.
+                    sessions: RefCell::new(Slab::with_capacity(spec.slab_capacity)),
+                    scratch: RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice()),
+                    plain: RefCell::new(vec![0u8; PLAIN_BYTES].into_boxed_slice()),
+                    tls: spec.tls,
+                    out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
+                    metrics: RefCell::new(WorkerMetrics::new(spec.id)),
+                    watch: RefCell::new(WatchTable::new(
+                        spec.notices.as_ref().and_then(|n| n.folders.clone()),
+                    )),
+                    epoch: Instant::now(),
+                    verifications: Semaphore::new(CONCURRENT_VERIFICATIONS),
+                    work_slots: Semaphore::new(CONCURRENT_WORK),
+                    admission: spec.admission,
+                    senders: spec.senders,
+                    stopping: Cell::new(false),
+                    stop: Notify::new(),
+                });
+                if let Some(notices) = spec.notices {
+                    tokio_uring::spawn(idle::relay(worker.clone(), notices.receiver));
+                }
+                tokio_uring::spawn(idle::housekeeping(worker.clone()));
+                let tls_listener = spec.tls_listener.map(TcpListener::from_std);
+                worker.accept_until_stopped(listener, tls_listener).await;
+                worker.drain().await;
+                Ok(())
+            })
     }
 
     /// Accepts connections on the IMAP listener and the IMAPS one (if any) until a shutdown
