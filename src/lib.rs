@@ -14,11 +14,14 @@
 //!   reloads.
 //! * [`lmtp`]: mail delivery: the LMTP server MTAs deliver to, and `hato deliver`.
 //! * [`metrics`]: the Prometheus exporter and the metric names.
+//! * [`director`]: `hato director`, the login router behind nginx's mail proxy for sites
+//!   with several nodes (rendezvous hashing of users over the nodes).
 //! * [`cli`]: the `hato` command line.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod director;
 pub mod imap;
 pub mod lmtp;
 pub mod metrics;

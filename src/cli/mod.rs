@@ -1,8 +1,10 @@
-//! The `hato` command line: `serve`, `user`, `reg`, `deliver`, and the admin requests `who`,
-//! `kick`, `reload`, `stats`. The only place that uses `anyhow`.
+//! The `hato` command line: `serve`, `user`, `reg`, `deliver`, the admin requests `who`,
+//! `kick`, `reload`, `stats`, and `director` (nginx's login router). The only place that uses
+//! `anyhow`.
 
 mod admin;
 mod deliver;
+mod director;
 mod reg;
 mod serve;
 mod user;
@@ -43,6 +45,8 @@ enum Command {
     Reload(admin::AdminArgs),
     /// A one-screen summary of the running server's counters.
     Stats(admin::AdminArgs),
+    /// Route logins for nginx's mail proxy (auth_http) to the node that owns each user.
+    Director(director::DirectorArgs),
 }
 
 /// The spool directory option shared by every subcommand.
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Kick(args) => admin::kick(args),
         Command::Reload(args) => admin::reload(args),
         Command::Stats(args) => admin::stats(args),
+        Command::Director(args) => director::run(args),
     };
     match result {
         Ok(code) => code,

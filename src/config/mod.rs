@@ -25,6 +25,8 @@
 //! * text settings (socket addresses, paths) hold one line of UTF-8 text; an address is an IP
 //!   and a port (`127.0.0.1:1143`, `[::1]:1143`; no host names); an empty `PasswdFile.1`
 //!   means `<spool>/passwd` and a relative one is taken under the spool;
+//! * lists (`ProxyProtocolFrom.1`, `DirectorNodes.1`) hold entries separated by commas or
+//!   line breaks; empty entries are skipped, and an empty file is an empty list;
 //! * surrounding whitespace and newlines (including `\r\n`) and a leading UTF-8 BOM are
 //!   tolerated for every kind; a file over 4096 bytes is invalid.
 //!
@@ -59,7 +61,7 @@ pub use error::{ConfigError, Problem, ProblemKind};
 pub use registry::{
     FILE_SUFFIX, SettingDef, SettingId, SettingKind, def_of, definitions, find, suggest,
 };
-pub use settings::{Change, PlaintextAuth, Settings};
+pub use settings::{Change, DirectorNode, PlaintextAuth, Settings};
 pub use snapshot::{Reload, SharedSettings};
 pub use tree::{
     Entry, LoadReport, MAX_FILE_BYTES, RegTree, Source, TEMP_PREFIX, TREE_DIR, is_temp_file_name,

@@ -20,6 +20,8 @@ pub enum SettingKind {
     Path,
     /// A user or group name (letters, digits, `_`, `-`, `.`); empty means none.
     Name,
+    /// A list whose entries are separated by commas or line breaks; empty means none.
+    List,
 }
 
 impl SettingKind {
@@ -31,6 +33,7 @@ impl SettingKind {
             SettingKind::SocketAddr => "address",
             SettingKind::Path => "path",
             SettingKind::Name => "name",
+            SettingKind::List => "list",
         }
     }
 
@@ -76,6 +79,9 @@ pub enum SettingId {
     PlaintextAuth,
     RunAsUser,
     RunAsGroup,
+    ProxyProtocolFrom,
+    DirectorListen,
+    DirectorNodes,
 }
 
 /// One setting of the reg tree.
@@ -175,7 +181,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 31] = [
+static DEFINITIONS: [SettingDef; 34] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -424,6 +430,27 @@ static DEFINITIONS: [SettingDef; 31] = [
         SettingKind::Name,
         "",
         "with RunAsUser.1: the group (empty = the user's primary group)",
+    ),
+    text(
+        "ProxyProtocolFrom",
+        SettingId::ProxyProtocolFrom,
+        SettingKind::List,
+        "",
+        "proxies (IPs or CIDR networks, comma-separated) whose connections must start with a PROXY protocol v1/v2 header; the client address in it counts instead of theirs (empty = none)",
+    ),
+    text(
+        "DirectorListen",
+        SettingId::DirectorListen,
+        SettingKind::SocketAddr,
+        "127.0.0.1:8143",
+        "hato director: the address nginx's auth_http requests are answered on",
+    ),
+    text(
+        "DirectorNodes",
+        SettingId::DirectorNodes,
+        SettingKind::List,
+        "",
+        "hato director: the IMAP nodes users are spread over, comma-separated `[name ]ip:port[ down]`; each user is owned by one (rendezvous hashing on the name)",
     ),
 ];
 

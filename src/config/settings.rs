@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use super::registry::{SettingDef, SettingId, SettingKind, definitions};
 
 /// Longest raw value quoted back in a problem reason.
@@ -76,6 +78,52 @@ pub struct Settings {
     pub run_as_user: Option<String>,
     /// `RunAsGroup.1`: its group (`None`: the user's primary group).
     pub run_as_group: Option<String>,
+    /// `ProxyProtocolFrom.1`: peers whose connections must open with a PROXY protocol header
+    /// (networks with their host bits cleared); empty = no peer is a proxy.
+    pub proxy_protocol_from: Vec<IpNet>,
+    /// `DirectorListen.1`: where `hato director` answers nginx's auth_http requests.
+    pub director_listen: SocketAddr,
+    /// `DirectorNodes.1`: the nodes `hato director` spreads users over, in file order.
+    pub director_nodes: Vec<DirectorNode>,
+}
+
+/// One entry of `DirectorNodes.1`: `[name ]ip:port[ down]`.
+///
+/// The name is what users are hashed against, so a node keeps its users when its address
+/// changes; without a name the address text is the name (and a new address moves its users).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorNode {
+    /// The explicit name, if the entry has one.
+    pub name: Option<String>,
+    /// The node's IMAP address, as nginx must reach it (an IP address: nginx does not resolve
+    /// names given by auth_http).
+    pub addr: SocketAddr,
+    /// Marked `down`: its users are told to come back later instead of being moved.
+    pub down: bool,
+}
+
+impl DirectorNode {
+    /// The identity users are hashed against: the name, else the address in canonical text.
+    pub fn id(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => self.addr.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for DirectorNode {
+    /// The entry in file notation (what [`Settings::apply`] reads back to the same node).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(name) = &self.name {
+            write!(f, "{name} ")?;
+        }
+        write!(f, "{}", self.addr)?;
+        if self.down {
+            write!(f, " down")?;
+        }
+        Ok(())
+    }
 }
 
 /// When a login may be sent in clear text while TLS is available (`PlaintextAuth.1`).
@@ -135,6 +183,9 @@ impl Default for Settings {
             plaintext_auth: PlaintextAuth::Loopback,
             run_as_user: None,
             run_as_group: None,
+            proxy_protocol_from: Vec::new(),
+            director_listen: SocketAddr::from(([127, 0, 0, 1], 8143)),
+            director_nodes: Vec::new(),
         }
     }
 }
@@ -234,6 +285,9 @@ impl Settings {
                     _ => PlaintextAuth::Always,
                 }
             }
+            SettingId::ProxyProtocolFrom => self.proxy_protocol_from = networks(text)?,
+            SettingId::DirectorListen => self.director_listen = address(text)?,
+            SettingId::DirectorNodes => self.director_nodes = nodes(text)?,
         }
         Ok(())
     }
@@ -274,6 +328,11 @@ impl Settings {
             SettingId::PlaintextAuth => self.plaintext_auth = from.plaintext_auth,
             SettingId::RunAsUser => self.run_as_user.clone_from(&from.run_as_user),
             SettingId::RunAsGroup => self.run_as_group.clone_from(&from.run_as_group),
+            SettingId::ProxyProtocolFrom => self
+                .proxy_protocol_from
+                .clone_from(&from.proxy_protocol_from),
+            SettingId::DirectorListen => self.director_listen = from.director_listen,
+            SettingId::DirectorNodes => self.director_nodes.clone_from(&from.director_nodes),
         }
     }
 
@@ -317,6 +376,9 @@ impl Settings {
                 PlaintextAuth::Always => "2",
             }
             .to_string(),
+            SettingId::ProxyProtocolFrom => list_text(&self.proxy_protocol_from),
+            SettingId::DirectorListen => self.director_listen.to_string(),
+            SettingId::DirectorNodes => list_text(&self.director_nodes),
         }
     }
 
@@ -427,6 +489,100 @@ fn path(text: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(PathBuf::from(text)))
 }
 
+/// The non-empty entries of a list setting: separated by commas or line breaks, each trimmed.
+fn entries(text: &str) -> impl Iterator<Item = &str> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+}
+
+/// A list setting in file notation.
+fn list_text<T: std::fmt::Display>(items: &[T]) -> String {
+    let texts: Vec<String> = items.iter().map(T::to_string).collect();
+    texts.join(", ")
+}
+
+/// `ProxyProtocolFrom.1`: IP addresses (a single host) and CIDR networks. Host bits of a
+/// network are cleared, so `10.1.2.3/8` reads as `10.0.0.0/8`.
+fn networks(text: &str) -> Result<Vec<IpNet>, String> {
+    let mut out: Vec<IpNet> = Vec::new();
+    for entry in entries(text) {
+        let net = match entry.parse::<IpNet>() {
+            Ok(net) => net.trunc(),
+            Err(_) => match entry.parse::<std::net::IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    return Err(format!(
+                        "{} is not an IP address or network (expected e.g. 10.0.0.5, 10.0.0.0/24 or fd00::/64)",
+                        quote(entry)
+                    ));
+                }
+            },
+        };
+        if !out.contains(&net) {
+            out.push(net);
+        }
+    }
+    Ok(out)
+}
+
+/// `DirectorNodes.1`: entries `[name ]ip:port[ down]`; names and addresses must be unique
+/// (two entries for one node would give it a double share, two nodes of one name would
+/// fight over the same users).
+fn nodes(text: &str) -> Result<Vec<DirectorNode>, String> {
+    const SYNTAX: &str = "expected `[name ]ip:port[ down]`, e.g. `imap1 10.0.0.11:143`";
+    let mut out: Vec<DirectorNode> = Vec::new();
+    for entry in entries(text) {
+        one_line(entry)?;
+        let mut fields: Vec<&str> = entry.split_whitespace().collect();
+        let down = fields.last() == Some(&"down");
+        if down {
+            fields.pop();
+        }
+        let (name, addr) = match fields.as_slice() {
+            [addr] => (None, *addr),
+            [name, addr] => (Some(*name), *addr),
+            _ => return Err(format!("{}: {SYNTAX}", quote(entry))),
+        };
+        let addr: SocketAddr = addr.parse().map_err(|_| {
+            format!(
+                "{}: {} is not an IP address and port; {SYNTAX}",
+                quote(entry),
+                quote(addr)
+            )
+        })?;
+        if addr.port() == 0 {
+            return Err(format!("{}: port 0; {SYNTAX}", quote(entry)));
+        }
+        if let Some(n) = name {
+            let valid = n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                return Err(format!(
+                    "{}: {} is not a node name (at most 64 letters, digits, _ - .); {SYNTAX}",
+                    quote(entry),
+                    quote(n)
+                ));
+            }
+        }
+        let name = name.map(str::to_string);
+        let node = DirectorNode { name, addr, down };
+        if let Some(twin) = out
+            .iter()
+            .find(|o| o.id() == node.id() || o.addr == node.addr)
+        {
+            return Err(format!(
+                "{} and {} name the same node or address; each node once",
+                quote(&twin.to_string()),
+                quote(entry)
+            ));
+        }
+        out.push(node);
+    }
+    Ok(out)
+}
+
 /// A path setting in file notation (empty when unset).
 fn path_text(path: Option<&Path>) -> String {
     path.map(|p| p.to_string_lossy().into_owned())
@@ -523,6 +679,84 @@ mod tests {
         assert_eq!(c[1].def.name, "Broadcast");
         assert_eq!(c[1].to_string(), "Broadcast.1: \"1\" -> \"0\"");
         assert!(a.changes(&a).is_empty());
+    }
+
+    #[test]
+    fn proxy_networks_parse() {
+        let d = def("ProxyProtocolFrom");
+        let mut s = Settings::default();
+        s.apply(d, " 127.0.0.1, 10.1.2.3/8\nfd00::/64 ,, ::1\n")
+            .unwrap();
+        let want: Vec<IpNet> = ["127.0.0.1/32", "10.0.0.0/8", "fd00::/64", "::1/128"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(s.proxy_protocol_from, want);
+        assert_eq!(
+            s.value_text(SettingId::ProxyProtocolFrom),
+            "127.0.0.1/32, 10.0.0.0/8, fd00::/64, ::1/128"
+        );
+        // The file notation reads back to the same value.
+        let mut again = Settings::default();
+        again
+            .apply(d, &s.value_text(SettingId::ProxyProtocolFrom))
+            .unwrap();
+        assert_eq!(again, s);
+        s.apply(d, "").unwrap();
+        assert!(s.proxy_protocol_from.is_empty());
+        for bad in [
+            "nginx.example",
+            "10.0.0.0/33",
+            "10.0.0.1 10.0.0.2",
+            "127.0.0.1:143",
+        ] {
+            let before = s.clone();
+            assert!(s.apply(d, bad).is_err(), "{bad:?} accepted");
+            assert_eq!(s, before);
+        }
+    }
+
+    #[test]
+    fn director_nodes_parse() {
+        let d = def("DirectorNodes");
+        let mut s = Settings::default();
+        s.apply(
+            d,
+            "imap1 10.0.0.11:143, 10.0.0.12:1143\nimap-3 [fd00::13]:143 down\n",
+        )
+        .unwrap();
+        let nodes = &s.director_nodes;
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[0].name.as_deref(), Some("imap1"));
+        assert_eq!(nodes[0].id(), "imap1");
+        assert_eq!(nodes[1].name, None);
+        assert_eq!(nodes[1].id(), "10.0.0.12:1143");
+        assert!(!nodes[1].down);
+        assert_eq!(nodes[2].addr, "[fd00::13]:143".parse().unwrap());
+        assert!(nodes[2].down);
+        let text = s.value_text(SettingId::DirectorNodes);
+        assert_eq!(
+            text,
+            "imap1 10.0.0.11:143, 10.0.0.12:1143, imap-3 [fd00::13]:143 down"
+        );
+        let mut again = Settings::default();
+        again.apply(d, &text).unwrap();
+        assert_eq!(again, s);
+        for bad in [
+            "imap1 mail.example:143",
+            "imap1 10.0.0.1",
+            "imap1 10.0.0.1:0",
+            "im:ap 10.0.0.1:143",
+            "a b 10.0.0.1:143",
+            "down",
+            "n1 10.0.0.1:143, n1 10.0.0.2:143",
+            "n1 10.0.0.1:143, n2 10.0.0.1:143",
+            "10.0.0.1:143, 10.0.0.1:143 down",
+        ] {
+            let before = s.clone();
+            assert!(s.apply(d, bad).is_err(), "{bad:?} accepted");
+            assert_eq!(s, before);
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ fn non_default(d: &SettingDef) -> String {
         SettingKind::SocketAddr => "[::1]:4242".to_string(),
         SettingKind::Path => "/srv/users".to_string(),
         SettingKind::Name => "mail".to_string(),
+        SettingKind::List => match d.id {
+            SettingId::DirectorNodes => "imap1 10.0.0.11:143, imap2 10.0.0.12:143".to_string(),
+            _ => "10.0.0.0/8, ::1/128".to_string(),
+        },
     }
 }
 
@@ -63,7 +67,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 31);
+    assert_eq!(defs.len(), 34);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -77,7 +81,7 @@ fn table_is_consistent() {
                 assert!(d.min <= d.max);
                 assert!(!d.unit.is_empty());
             }
-            SettingKind::SocketAddr | SettingKind::Path | SettingKind::Name => {
+            SettingKind::SocketAddr | SettingKind::Path | SettingKind::Name | SettingKind::List => {
                 assert_eq!(d.range(), None)
             }
         }
@@ -118,6 +122,9 @@ fn table_matches_epost_names_and_defaults() {
         ("PlaintextAuth", "1"),
         ("RunAsUser", ""),
         ("RunAsGroup", ""),
+        ("ProxyProtocolFrom", ""),
+        ("DirectorListen", "127.0.0.1:8143"),
+        ("DirectorNodes", ""),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -234,6 +241,12 @@ fn every_setting_is_read() {
         ("PlaintextAuth.1", "2\n"),
         ("RunAsUser.1", "hato\n"),
         ("RunAsGroup.1", "mail\n"),
+        ("ProxyProtocolFrom.1", "10.0.0.7, 10.1.0.0/16\n"),
+        ("DirectorListen.1", "10.0.0.1:8143\n"),
+        (
+            "DirectorNodes.1",
+            "imap1 10.0.0.11:143\nimap2 10.0.0.12:143 down\n",
+        ),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -272,6 +285,23 @@ fn every_setting_is_read() {
         plaintext_auth: crate::config::PlaintextAuth::Always,
         run_as_user: Some("hato".into()),
         run_as_group: Some("mail".into()),
+        proxy_protocol_from: vec![
+            "10.0.0.7/32".parse().expect("net"),
+            "10.1.0.0/16".parse().expect("net"),
+        ],
+        director_listen: "10.0.0.1:8143".parse().expect("addr"),
+        director_nodes: vec![
+            DirectorNode {
+                name: Some("imap1".into()),
+                addr: "10.0.0.11:143".parse().expect("addr"),
+                down: false,
+            },
+            DirectorNode {
+                name: Some("imap2".into()),
+                addr: "10.0.0.12:143".parse().expect("addr"),
+                down: true,
+            },
+        ],
     };
     assert_eq!(r.settings, expect);
 }

@@ -31,8 +31,8 @@
 //!
 //! Every setting is read per command (or per event) through the snapshot, so a new value applies
 //! to existing sessions from their next command — except those in [`RESTART_ONLY`], which are
-//! used once at start: `Workers`, `ImapListen`, `ImapsListen`, `MetricsListen`, `LmtpListen`
-//! (sockets and threads are made once) and `PasswdFile` (the user directory is opened once; the file's
+//! used once at start: `Workers`, `ImapListen`, `ImapsListen`, `MetricsListen`, `LmtpListen`,
+//! `DirectorListen` (sockets and threads are made once) and `PasswdFile` (the user directory is opened once; the file's
 //! *content* is reloaded on change by the directory itself). A change to one of these is logged
 //! at `warn` as needing a restart; the new value is still stored in the snapshot, so that it
 //! shows what the next start will use.
@@ -79,6 +79,7 @@ pub const RESTART_ONLY: &[SettingId] = &[
     SettingId::ImapsListen,
     SettingId::RunAsUser,
     SettingId::RunAsGroup,
+    SettingId::DirectorListen,
 ];
 
 /// Whether a change of setting `id` needs a restart to take effect.

@@ -10,6 +10,8 @@
 //! * [`listener`]: binding the per-worker listeners.
 //! * [`admission`]: process-wide session counts: `MaxSessions.1`, the user+IP cap and its
 //!   evictions, login throttling per address.
+//! * [`proxy_protocol`]: the PROXY header a trusted proxy (nginx) sends first, naming the
+//!   client (`ProxyProtocolFrom.1`).
 //! * [`shutdown`]: `SIGTERM`/`SIGINT` turned into a graceful stop of every worker.
 //! * [`admin`]: the admin socket behind `hato who|kick|reload|stats`.
 //! * [`privileges`]: started as root, becoming `RunAsUser.1` once the ports are bound.
@@ -23,6 +25,7 @@ mod idle;
 pub mod limits;
 pub mod listener;
 pub mod privileges;
+mod proxy_protocol;
 
 pub use folder_watch::FOLDER_EVENTS_METRIC;
 pub mod shutdown;

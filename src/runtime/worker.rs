@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::admission::{Admission, Admit, Member};
 use super::idle::{self, Notice, Senders, WatchTable};
 use super::tls_io::{self, Decrypted};
-use super::{conn, socket_io};
+use super::{conn, proxy_protocol, socket_io};
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::{Settings, SharedSettings};
 use crate::imap::Limit;
@@ -256,7 +256,8 @@ impl Worker {
         } else {
             None
         };
-        let Some(serial) = self.admission.open(&self.settings.load()) else {
+        let settings = self.settings.load();
+        let Some(serial) = self.admission.open(&settings) else {
             self.count_limit(Limit::Sessions);
             // A fresh socket has room for one line; if not, the client is gone anyway.
             let _ = socket_io::send(
@@ -266,10 +267,57 @@ impl Worker {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
+        if proxy_protocol::is_trusted(&settings.proxy_protocol_from, peer.ip()) {
+            tokio_uring::spawn(self.clone().admit_proxied(stream, peer, serial, tls));
+            return;
+        }
         // The peer goes into the slab slot here, so that it is not part of the connection's
         // future.
-        let key = self.open_session(peer, serial, tls);
+        let key = self.open_session(peer, peer.ip().is_loopback(), serial, tls);
         tokio_uring::spawn(conn::serve(self.clone(), stream, key));
+    }
+
+    /// A connection from a proxy of `ProxyProtocolFrom.1`: its PROXY header names the client,
+    /// whose address then stands for the peer everywhere (user+IP cap, login throttling,
+    /// logs, `hato who`). No header (in time), or a bad one, closes the connection before the
+    /// greeting. The session starts in a task of its own, so its future is the same size as
+    /// any other's.
+    async fn admit_proxied(
+        self: Rc<Worker>,
+        stream: TcpStream,
+        proxy: SocketAddr,
+        serial: u64,
+        tls: Option<Box<rustls::ServerConnection>>,
+    ) {
+        let read = tokio::time::timeout(
+            proxy_protocol::HEADER_TIMEOUT,
+            proxy_protocol::read_header(stream.as_raw_fd()),
+        )
+        .await;
+        let header = read.unwrap_or(Err(proxy_protocol::ProxyError::Timeout));
+        match header {
+            Ok(header) if !self.stopping.get() => {
+                let client = header
+                    .source
+                    .map_or(proxy, |a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+                debug!(worker = self.id, %proxy, %client, "proxied connection");
+                // Whether a password may cross the link in clear depends on the link itself,
+                // the proxy's connection, not on where the client is.
+                let key = self.open_session(client, proxy.ip().is_loopback(), serial, tls);
+                tokio_uring::spawn(conn::serve(self, stream, key));
+            }
+            Ok(_) => {
+                // A shutdown started meanwhile; the proxy sees the connection close.
+                let _ = stream.shutdown(Shutdown::Both);
+                self.admission.close();
+            }
+            Err(e) => {
+                warn!(worker = self.id, %proxy, "connection from a trusted proxy closed: {e}");
+                // Also ends a readiness wait still in flight (after a timeout).
+                let _ = stream.shutdown(Shutdown::Both);
+                self.admission.close();
+            }
+        }
     }
 
     /// A TLS server connection with the configuration in force, or `None` without one (the
@@ -469,15 +517,18 @@ impl Worker {
         }
     }
 
+    /// `peer` is the client's address (from a PROXY header when proxied); `loopback` says
+    /// whether the connection itself comes from a loopback address (`PlaintextAuth.1`).
     pub(crate) fn open_session(
         &self,
         peer: SocketAddr,
+        loopback: bool,
         serial: u64,
         tls: Option<Box<rustls::ServerConnection>>,
     ) -> usize {
         self.metrics.borrow().session_opened();
         let now = self.now();
-        let session = Session::on_link(tls.is_some(), peer.ip().is_loopback());
+        let session = Session::on_link(tls.is_some(), loopback);
         self.sessions.borrow_mut().insert(Slot {
             session,
             peer,
