@@ -12,7 +12,10 @@
 //! * [`session`]: the RFC 3501 state machine.
 //! * [`selected`]: a session's view of its selected mailbox (sequence numbers, pending changes).
 //! * [`commands`]: one handler per command, grouped by concern.
+//! * [`search`], [`sort`], [`thread`], [`base_subject`]: the SEARCH, SORT and THREAD
+//!   algorithms, free of protocol glue.
 
+pub mod base_subject;
 pub mod commands;
 pub mod datetime;
 pub mod fetch;
@@ -24,6 +27,8 @@ pub mod search;
 pub mod selected;
 pub mod sequence;
 pub mod session;
+pub mod sort;
+pub mod thread;
 
 use std::time::Instant;
 
@@ -105,6 +110,8 @@ command_names! {
     UidCopy => "UID COPY",
     UidMove => "UID MOVE",
     UidExpunge => "UID EXPUNGE",
+    UidSort => "UID SORT",
+    UidThread => "UID THREAD",
 }
 
 impl CommandName {
@@ -121,6 +128,8 @@ impl CommandName {
             (b"COPY", CommandName::UidCopy),
             (b"MOVE", CommandName::UidMove),
             (b"EXPUNGE", CommandName::UidExpunge),
+            (b"SORT", CommandName::UidSort),
+            (b"THREAD", CommandName::UidThread),
         ];
         form.iter()
             .find(|(w, _)| word.eq_ignore_ascii_case(w))
@@ -243,6 +252,14 @@ mod tests {
         );
         assert_eq!(CommandName::uid_form(b"EXPUNGE 4"), CommandName::UidExpunge);
         assert_eq!(CommandName::uid_form(b"FROB 1"), CommandName::Uid);
+        assert_eq!(
+            CommandName::uid_form(b"sort (DATE) UTF-8 ALL"),
+            CommandName::UidSort
+        );
+        assert_eq!(
+            CommandName::uid_form(b"THREAD REFERENCES UTF-8 ALL"),
+            CommandName::UidThread
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::store::flags::{self, Flags};
 pub const MAX_DEPTH: usize = 64;
 
 /// mail-parser's parser holds a table of header parsers; build it once.
-static PARSER: LazyLock<MessageParser> = LazyLock::new(MessageParser::default);
+pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(MessageParser::default);
 
 /// Why a SEARCH command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -115,14 +115,33 @@ pub struct SearchRequest {
 /// Parses everything after `SEARCH` (or `UID SEARCH`): an optional `RETURN (...)`, an optional
 /// `CHARSET name`, then one or more keys (implicitly ANDed). Consumes the arguments to the end.
 pub fn parse(args: &mut Args<'_>) -> Result<SearchRequest, SearchError> {
-    let mut ret = None;
+    let ret = parse_return(args)?;
+    let (charset, key) = parse_charset_and_keys(args, false)?;
+    Ok(SearchRequest { charset, key, ret })
+}
+
+/// An optional `RETURN (...)` (RFC 4731, and RFC 5267 for SORT): `None` when absent.
+pub fn parse_return(args: &mut Args<'_>) -> Result<Option<Vec<ReturnOption>>, SearchError> {
     if peek_atom_is(args, b"RETURN")? {
         args.token()?;
-        ret = Some(parse_return_options(args)?);
+        return Ok(Some(parse_return_options(args)?));
     }
+    Ok(None)
+}
+
+/// The charset and the search keys (implicitly ANDed) up to the end of the command. SEARCH
+/// takes an optional `CHARSET name`; SORT and THREAD (RFC 5256) take a bare charset name that
+/// must be there (`required`). Only UTF-8 and US-ASCII are accepted.
+pub fn parse_charset_and_keys(
+    args: &mut Args<'_>,
+    required: bool,
+) -> Result<(Option<String>, SearchKey), SearchError> {
     let mut charset = None;
-    if peek_atom_is(args, b"CHARSET")? {
-        args.token()?;
+    let present = required || peek_atom_is(args, b"CHARSET")?;
+    if present {
+        if !required {
+            args.token()?;
+        }
         let name = match args.token()? {
             Some(Token::Atom(a)) => Cow::Borrowed(a),
             Some(Token::String(s)) => s,
@@ -149,7 +168,7 @@ pub fn parse(args: &mut Args<'_>) -> Result<SearchRequest, SearchError> {
         1 => keys.pop().unwrap_or(SearchKey::All),
         _ => SearchKey::And(keys),
     };
-    Ok(SearchRequest { charset, key, ret })
+    Ok((charset, key))
 }
 
 /// The next token without consuming it.
@@ -606,14 +625,17 @@ fn contains(haystack: &str, needle: &str) -> bool {
 }
 
 /// The raw (still folded and encoded) value of a header field of `message`.
-fn raw_value<'m>(message: &'m Message<'_>, header: &mail_parser::Header<'_>) -> Option<&'m [u8]> {
+pub(crate) fn raw_value<'m>(
+    message: &'m Message<'_>,
+    header: &mail_parser::Header<'_>,
+) -> Option<&'m [u8]> {
     let start = usize::try_from(header.offset_start).ok()?;
     let end = usize::try_from(header.offset_end).ok()?;
     message.raw_message.get(start..end)
 }
 
 /// Unfolds a raw header value and decodes its RFC 2047 encoded words.
-fn decode_header_value(raw: &[u8]) -> Cow<'_, str> {
+pub(crate) fn decode_header_value(raw: &[u8]) -> Cow<'_, str> {
     // mail-parser's unstructured parser ends a value at a line end, so make sure there is one.
     let owned;
     let raw = if raw.ends_with(b"\n") {

@@ -9,6 +9,7 @@
 //! * [`selected`]: NOOP with a mailbox, CHECK, CLOSE, UNSELECT, EXPUNGE.
 //! * [`message`]: STORE, COPY, MOVE, APPEND, the UID forms, and the sequence-set helpers.
 //! * [`fetch`]: FETCH (streaming large literals). [`search`]: SEARCH.
+//! * [`sort`]: SORT and THREAD (and their UID forms).
 
 pub mod auth;
 mod content;
@@ -19,6 +20,7 @@ pub mod mailbox;
 pub mod message;
 pub mod search;
 pub mod selected;
+pub mod sort;
 
 use std::time::Instant;
 
@@ -64,6 +66,8 @@ pub(crate) fn dispatch(
         | C::Store
         | C::Copy
         | C::Move
+        | C::Sort
+        | C::Thread
         | C::Uid => Needs::Selected,
         _ => Needs::Authenticated,
     };
@@ -125,7 +129,19 @@ pub(crate) fn dispatch(
             args.finish()?;
             selected::expunge(session, None, tag, out)
         }
-        C::Uid => message::uid(session, &mut args, tag, ctx, out),
+        C::Uid => match CommandName::uid_form(args.rest()) {
+            C::UidSort => {
+                args.atom()?;
+                sort::sort_command(session, &mut args, tag, out, true)
+            }
+            C::UidThread => {
+                args.atom()?;
+                sort::thread_command(session, &mut args, tag, out, true)
+            }
+            _ => message::uid(session, &mut args, tag, ctx, out),
+        },
+        C::Sort => sort::sort_command(session, &mut args, tag, out, false),
+        C::Thread => sort::thread_command(session, &mut args, tag, out, false),
         C::Fetch | C::Store | C::Search | C::Copy | C::Move => {
             message::plain(session, name, &mut args, tag, ctx, out)
         }

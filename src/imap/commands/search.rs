@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::super::parser::{Args, ParseError};
 use super::super::response::{self, Status};
-use super::super::search::{self, Candidate, SearchError};
+use super::super::search::{self, Candidate, SearchError, SearchKey};
 use super::super::session::{Done, Outcome, Session, Work};
 use super::content::{Content, load};
 use super::selected::no_mailbox;
@@ -81,35 +81,14 @@ pub(crate) fn search_command(
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
-    let mailbox = selected.mailbox.clone();
-    let uids = selected.uids().to_vec();
-    let recent: Vec<bool> = uids.iter().map(|&uid| selected.is_recent(uid)).collect();
+    let view = View::of(selected);
     let tag_owned = tag.to_vec();
     Ok(Outcome::Work(Work::new(move || {
-        let index: Arc<Index> = mailbox.snapshot();
-        let keywords = mailbox.keywords();
-        let largest_msn = u32::try_from(uids.len()).unwrap_or(u32::MAX);
-        let largest_uid = uids.last().copied().unwrap_or(0);
-        let mut found = Vec::new();
-        for (i, (&uid, &is_recent)) in uids.iter().zip(&recent).enumerate() {
-            // A message expunged meanwhile still has its number but no longer matches.
-            let Some(position) = index.position(uid) else {
-                continue;
-            };
-            let msn = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let mut item = SearchItem {
-                mailbox: &mailbox,
-                index: &index,
-                position,
-                msn,
-                recent: is_recent,
-                keywords: &keywords,
-                content: None,
-            };
-            if search::matches(&request.key, &mut item, largest_msn, largest_uid) {
-                found.push(if uid_mode { uid } else { msn });
-            }
-        }
+        let found: Vec<u32> = view
+            .matching(&request.key)
+            .into_iter()
+            .map(|m| if uid_mode { m.uid } else { m.msn })
+            .collect();
         let mut body = Vec::new();
         search::write_results(
             &tag_owned,
@@ -124,4 +103,67 @@ pub(crate) fn search_command(
             Status::Ok
         })
     })))
+}
+
+/// What a search needs from the session's view, copied so that it can move to the blocking
+/// pool: the mailbox, and the UIDs and `\Recent` state behind each sequence number.
+pub(super) struct View {
+    pub(super) mailbox: Arc<Mailbox>,
+    uids: Vec<u32>,
+    recent: Vec<bool>,
+}
+
+/// A message that matched: its numbers, and its place in the index snapshot searched.
+pub(super) struct Match {
+    pub(super) msn: u32,
+    pub(super) uid: u32,
+    /// RFC822.SIZE.
+    pub(super) size: u64,
+    pub(super) internal_date: i64,
+}
+
+impl View {
+    pub(super) fn of(selected: &crate::imap::selected::Selected) -> View {
+        let uids = selected.uids().to_vec();
+        let recent = uids.iter().map(|&uid| selected.is_recent(uid)).collect();
+        View {
+            mailbox: selected.mailbox.clone(),
+            uids,
+            recent,
+        }
+    }
+
+    /// The messages matching `key`, in sequence order (blocking: may read message files).
+    pub(super) fn matching(&self, key: &SearchKey) -> Vec<Match> {
+        let index: Arc<Index> = self.mailbox.snapshot();
+        let keywords = self.mailbox.keywords();
+        let largest_msn = u32::try_from(self.uids.len()).unwrap_or(u32::MAX);
+        let largest_uid = self.uids.last().copied().unwrap_or(0);
+        let mut found = Vec::new();
+        for (i, (&uid, &is_recent)) in self.uids.iter().zip(&self.recent).enumerate() {
+            // A message expunged meanwhile still has its number but no longer matches.
+            let Some(position) = index.position(uid) else {
+                continue;
+            };
+            let msn = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let mut item = SearchItem {
+                mailbox: &self.mailbox,
+                index: &index,
+                position,
+                msn,
+                recent: is_recent,
+                keywords: &keywords,
+                content: None,
+            };
+            if search::matches(key, &mut item, largest_msn, largest_uid) {
+                found.push(Match {
+                    msn,
+                    uid,
+                    size: item.size(),
+                    internal_date: item.internal_date(),
+                });
+            }
+        }
+        found
+    }
 }
