@@ -253,7 +253,7 @@ fn converse(input: &[u8], settings: &Settings, logged_in: bool, cuts: &[usize]) 
                     step = session.on_input(&[], &mut ctx, &mut out);
                 }
                 Step::Yield => step = session.on_input(&[], &mut ctx, &mut out),
-                Step::Work(_) | Step::Close | Step::StartTls => return out,
+                Step::Work(_) | Step::Close | Step::StartTls | Step::Compress => return out,
             }
         }
     }

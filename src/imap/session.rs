@@ -51,6 +51,9 @@ pub enum Step {
     /// Send what was written (the `OK` to STARTTLS), then run the TLS handshake on the
     /// connection; input already received after the command has been discarded.
     StartTls,
+    /// Send what was written (the `OK` to COMPRESS) as it is, then DEFLATE the connection
+    /// both ways (RFC 4978); input already received after the command has been discarded.
+    Compress,
     /// Write out what was produced, then close the connection.
     Close,
 }
@@ -233,6 +236,8 @@ pub(crate) enum Outcome {
     Close(Status),
     /// The `OK` to STARTTLS is written; TLS starts once it is sent.
     StartTls,
+    /// The `OK` to COMPRESS is written; compression starts once it is sent.
+    Compress,
 }
 
 /// One client connection's protocol state.
@@ -253,6 +258,8 @@ pub struct Session {
     /// The client connects from a loopback address (`PlaintextAuth.1`=1 lets it log in in
     /// the clear).
     loopback: bool,
+    /// COMPRESS=DEFLATE is on (or starts once the `OK` is sent).
+    compressed: bool,
 }
 
 impl Default for Session {
@@ -280,6 +287,7 @@ impl Session {
             polls: 0,
             secure,
             loopback,
+            compressed: false,
         }
     }
 
@@ -300,6 +308,11 @@ impl Session {
     /// The name of the selected mailbox, if any.
     pub fn selected_mailbox(&self) -> Option<&str> {
         self.selected.as_deref().map(|s| s.mailbox.name())
+    }
+
+    /// Whether COMPRESS=DEFLATE is on.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed
     }
 
     /// Whether the connection is encrypted.
@@ -426,10 +439,11 @@ impl Session {
             // Otherwise `buf` is dropped here: an idle session keeps no buffer.
             step
         };
-        if step == Step::StartTls {
+        if step == Step::StartTls || step == Step::Compress {
             // RFC 3501 §6.2.1 (and the STARTTLS injection fix of RFC 2595 §3.1 era servers):
             // what was pipelined in the clear after STARTTLS is not a command of the TLS
-            // session.
+            // session. After COMPRESS the client must wait for the answer (RFC 4978 §3), so
+            // anything it sent meanwhile is not compressed data either.
             self.pending = Vec::new();
             return step;
         }
@@ -719,6 +733,11 @@ impl Session {
                 self.finished(name, Status::Ok, started, ctx, out);
                 self.secure = true;
                 Step::StartTls
+            }
+            Outcome::Compress => {
+                self.finished(name, Status::Ok, started, ctx, out);
+                self.compressed = true;
+                Step::Compress
             }
         }
     }

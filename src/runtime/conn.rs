@@ -123,13 +123,17 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
             }
             Next::Read => {
                 worker.reconcile_idle(key);
-                if let Some(closed) = wait_for_input(worker, key, fd).await? {
-                    return Ok(closed);
-                }
-                match worker.receive(key, fd)? {
-                    Received::Nothing => continue,
-                    Received::Closed => return Ok(Closed::Client),
-                    Received::Step(step) => Some(step),
+                if let Some(step) = worker.resume_compressed(key)? {
+                    Some(step)
+                } else {
+                    if let Some(closed) = wait_for_input(worker, key, fd).await? {
+                        return Ok(closed);
+                    }
+                    match worker.receive(key, fd)? {
+                        Received::Nothing => continue,
+                        Received::Closed => return Ok(Closed::Client),
+                        Received::Step(step) => Some(step),
+                    }
                 }
             }
         };
@@ -139,6 +143,7 @@ async fn drive(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Closed> {
             Step::Close => Next::Close,
             // Boxed, like the other rare steps, so an idle session's future stays small.
             Step::StartTls => Box::pin(start_tls(worker, key, fd)).await?,
+            Step::Compress => Box::pin(start_compress(worker, key, fd)).await?,
             Step::Verify(credentials) => {
                 Box::pin(slow(worker, key, fd, Slow::Verify(credentials))).await?
             }
@@ -229,6 +234,13 @@ async fn start_tls(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Next> {
     })
 }
 
+/// Sends the `OK` to COMPRESS as it is, then compresses the connection both ways.
+async fn start_compress(worker: &Worker, key: usize, fd: RawFd) -> io::Result<Next> {
+    worker.send(key, fd).await?;
+    worker.start_compress(key);
+    Ok(Next::Read)
+}
+
 /// Work a session asked for that must not run on the worker thread.
 enum Slow {
     Verify(Credentials),
@@ -266,6 +278,7 @@ async fn slow(worker: &Worker, key: usize, fd: RawFd, first: Slow) -> io::Result
             Step::Yield => return Ok(Next::Resume),
             Step::Close => return Ok(Next::Close),
             Step::StartTls => return start_tls(worker, key, fd).await,
+            Step::Compress => return start_compress(worker, key, fd).await,
             Step::Verify(credentials) => Slow::Verify(credentials),
             Step::Work(work) => Slow::Work(work),
         };

@@ -10,6 +10,7 @@
 //! * [`listener`]: binding the per-worker listeners.
 //! * [`admission`]: process-wide session counts: `MaxSessions.1`, the user+IP cap and its
 //!   evictions, login throttling per address.
+//! * `compress_io`: COMPRESS=DEFLATE between the socket (or TLS) and the session.
 //! * [`proxy_protocol`]: the PROXY header a trusted proxy (nginx) sends first, naming the
 //!   client (`ProxyProtocolFrom.1`).
 //! * [`shutdown`]: `SIGTERM`/`SIGINT` turned into a graceful stop of every worker.
@@ -28,6 +29,7 @@ pub mod privileges;
 mod proxy_protocol;
 
 pub use folder_watch::FOLDER_EVENTS_METRIC;
+mod compress_io;
 pub mod shutdown;
 mod socket_io;
 mod tls_io;

@@ -3,6 +3,7 @@
 //! settings snapshot and the user directory, so the command path takes no locks.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::{Shutdown, SocketAddr, TcpListener as StdListener};
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,6 +19,7 @@ use tokio_uring::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::admission::{Admission, Admit, Member};
+use super::compress_io::{self, Deflater, Inflater};
 use super::idle::{self, Notice, Senders, WatchTable};
 use super::tls_io::{self, Decrypted};
 use super::{conn, proxy_protocol, socket_io};
@@ -111,6 +113,15 @@ pub(crate) struct Worker {
     tls: Arc<Tls>,
     /// Where responses are built before they are sent.
     pub(crate) out: RefCell<Vec<u8>>,
+    /// COMPRESS=DEFLATE: the inflaters of this worker's compressed sessions, by slab key. A
+    /// side table, so that sessions without compression (nearly all) pay nothing in their
+    /// slot; removed with the session.
+    inflaters: RefCell<HashMap<usize, Box<Inflater>>>,
+    /// The one deflater of the worker's compressed sessions, its scratch space, and where
+    /// inflated input lands for the session to scan (see `compress_io`).
+    deflater: RefCell<Deflater>,
+    deflate_spare: RefCell<Vec<u8>>,
+    inflated: RefCell<Box<[u8]>>,
     metrics: RefCell<WorkerMetrics>,
     watch: RefCell<WatchTable>,
     /// Start of this worker's coarse clock (seconds, for activity stamps).
@@ -164,6 +175,10 @@ impl Worker {
                     plain: RefCell::new(vec![0u8; PLAIN_BYTES].into_boxed_slice()),
                     tls: spec.tls,
                     out: RefCell::new(Vec::with_capacity(SCRATCH_BYTES)),
+                    inflaters: RefCell::new(HashMap::new()),
+                    deflater: RefCell::new(Deflater::new()),
+                    deflate_spare: RefCell::new(Vec::new()),
+                    inflated: RefCell::new(vec![0u8; compress_io::CHUNK].into_boxed_slice()),
                     metrics: RefCell::new(WorkerMetrics::new(spec.id)),
                     watch: RefCell::new(WatchTable::new(
                         spec.notices.as_ref().and_then(|n| n.folders.clone()),
@@ -363,6 +378,7 @@ impl Worker {
 
     /// Sends what the session wrote into the output buffer: as it is, or encrypted.
     pub(crate) async fn send(&self, key: usize, fd: RawFd) -> std::io::Result<()> {
+        self.deflate_output(key)?;
         if !self.is_tls(key) {
             return socket_io::send_all(fd, &self.out).await;
         }
@@ -406,6 +422,9 @@ impl Worker {
     /// (which other sessions use meanwhile): plain answers are returned, TLS ones go into the
     /// session's own TLS buffer.
     pub(crate) fn hold_output(&self, key: usize) -> Option<Vec<u8>> {
+        if self.deflate_output(key).is_err() {
+            return None;
+        }
         let mut sessions = self.sessions.borrow_mut();
         match sessions
             .get_mut(key)
@@ -495,9 +514,101 @@ impl Worker {
             Some(Decrypted::Plain(m)) => &plain[..m],
             Some(Decrypted::Closed | Decrypted::Failed(_)) => return Ok(Received::Closed),
         };
+        if self.is_compressed(key) {
+            self.touch_input(key);
+            return Ok(match self.inflate_into_session(key, input)? {
+                Some(step) => Received::Step(step),
+                None => Received::Nothing,
+            });
+        }
         let step = self.with_session(key, |session, ctx, out| session.on_input(input, ctx, out));
         self.touch_input(key);
         Ok(Received::Step(step.unwrap_or(Step::Close)))
+    }
+
+    /// Whether COMPRESS=DEFLATE is on for the session (its `OK` was sent).
+    fn is_compressed(&self, key: usize) -> bool {
+        let inflaters = self.inflaters.borrow();
+        !inflaters.is_empty() && inflaters.contains_key(&key)
+    }
+
+    /// Turns COMPRESS=DEFLATE on for the session, once its `OK` went out uncompressed.
+    pub(crate) fn start_compress(&self, key: usize) {
+        if self.sessions.borrow().contains(key) {
+            self.inflaters.borrow_mut().insert(key, Inflater::new());
+        }
+    }
+
+    /// A compressed session's input still inside its inflater (the session stopped taking
+    /// input before the last read was used up): handed to it before waiting for more.
+    /// `None` when there is none (or the session is not compressed).
+    pub(crate) fn resume_compressed(&self, key: usize) -> std::io::Result<Option<Step>> {
+        if !self.is_compressed(key) {
+            return Ok(None);
+        }
+        self.inflate_into_session(key, &[])
+    }
+
+    /// Inflates `input` (after what was kept from before) and hands it to the session a chunk
+    /// at a time, for as long as the session takes input; what it does not take is kept.
+    /// Returns the session's last step, `None` if no input came out. A corrupt stream is an
+    /// error that ends the connection.
+    fn inflate_into_session(&self, key: usize, input: &[u8]) -> std::io::Result<Option<Step>> {
+        let Some(mut inflater) = self.inflaters.borrow_mut().remove(&key) else {
+            return Ok(Some(Step::Close));
+        };
+        let kept = inflater.take_unread();
+        let joined: Vec<u8>;
+        let mut rest: &[u8] = if kept.is_empty() {
+            input
+        } else {
+            joined = [&kept[..], input].concat();
+            &joined
+        };
+        let mut chunk = self.inflated.borrow_mut();
+        let mut step = None;
+        let result = loop {
+            let (used, made) = match inflater.inflate(rest, &mut chunk) {
+                Ok(counts) => counts,
+                Err(e) => break Err(e),
+            };
+            rest = &rest[used..];
+            if made > 0 {
+                let next = self
+                    .with_session(key, |session, ctx, out| {
+                        session.on_input(&chunk[..made], ctx, out)
+                    })
+                    .unwrap_or(Step::Close);
+                let more = next == Step::NeedInput;
+                step = Some(next);
+                if !more {
+                    break Ok(());
+                }
+            } else if used == 0 {
+                break Ok(());
+            }
+        };
+        inflater.keep(rest);
+        self.inflaters.borrow_mut().insert(key, inflater);
+        result.map(|()| step)
+    }
+
+    /// Compresses the output buffer for a compressed session (before TLS, if any).
+    fn deflate_output(&self, key: usize) -> std::io::Result<()> {
+        if !self.is_compressed(key) {
+            return Ok(());
+        }
+        let mut out = self.out.borrow_mut();
+        let mut spare = self.deflate_spare.borrow_mut();
+        let packed = self.deflater.borrow_mut().deflate(&mut out, &mut spare);
+        if spare.capacity() > 4 * SCRATCH_BYTES {
+            // A large FETCH passed through; do not keep its size for good.
+            spare.shrink_to(SCRATCH_BYTES);
+        }
+        if packed.is_err() {
+            out.clear();
+        }
+        packed
     }
 
     /// After the accept loop stopped: waits for the sessions (told to close) to finish, for at
@@ -769,6 +880,7 @@ impl Worker {
     /// Removes the session; returns the peer it served.
     pub(crate) fn close_session(&self, key: usize) -> Option<SocketAddr> {
         let slot = self.sessions.borrow_mut().try_remove(key)?;
+        self.inflaters.borrow_mut().remove(&key);
         self.admission.close();
         if let Some(user) = slot.session.user() {
             let member = self.member(key, slot.serial);
@@ -813,7 +925,9 @@ impl Worker {
     pub(crate) async fn run_work(&self, key: usize, work: Work, fd: RawFd) -> Option<Done> {
         // The semaphore is never closed, so acquire only fails if it were; treat as busy.
         let _slot = self.work_slots.acquire().await.ok();
-        let streamed = if self.is_tls(key) {
+        // TLS and compressed sessions collect the answer, which is then sealed or deflated
+        // on the worker with the rest of the output.
+        let streamed = if self.is_tls(key) || self.is_compressed(key) {
             tokio::task::spawn_blocking(move || {
                 let mut collected = Vec::new();
                 let done = work.run(&mut collected);

@@ -396,6 +396,16 @@ impl Client {
         self.until_tagged(tag).1
     }
 
+    /// The connection, for a client that switches to another layer (COMPRESS, TLS) after an
+    /// answer; nothing the server sent may be waiting unread.
+    pub fn into_stream(self) -> TcpStream {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "unread input before the switch"
+        );
+        self.stream
+    }
+
     /// Reads until end of stream; true when the server closed the connection.
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();

@@ -104,3 +104,30 @@ pub(crate) fn enable(
     response::tagged(out, tag, Status::Ok, "ENABLE completed");
     Ok(Outcome::Done(Status::Ok))
 }
+
+/// COMPRESS (RFC 4978): `DEFLATE` is the only mechanism. The `OK` goes out uncompressed; the
+/// driver compresses both ways from the byte after it.
+pub(crate) fn compress(
+    session: &Session,
+    args: &mut Args<'_>,
+    tag: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    let mechanism = args.atom()?;
+    args.finish()?;
+    if !mechanism.eq_ignore_ascii_case(b"DEFLATE") {
+        response::tagged(out, tag, Status::Bad, "Unknown compression mechanism");
+        return Ok(Outcome::Done(Status::Bad));
+    }
+    if session.is_compressed() {
+        response::tagged(
+            out,
+            tag,
+            Status::No,
+            "[COMPRESSIONACTIVE] DEFLATE is already active",
+        );
+        return Ok(Outcome::Done(Status::No));
+    }
+    response::tagged(out, tag, Status::Ok, "DEFLATE active");
+    Ok(Outcome::Compress)
+}

@@ -102,6 +102,7 @@ pub(crate) fn dispatch(
         C::Login => auth::login(session, &mut args, tag, started),
         C::Authenticate => auth::authenticate(session, &mut args, tag, started, out),
         C::Starttls => general::starttls(session, &args, tag, ctx, out),
+        C::Compress => general::compress(session, &mut args, tag, out),
         C::Idle => idle::start(session, &args, tag, ctx, out),
         C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, ctx, out),
         C::Noop => general::noop(&args, tag, out),
