@@ -8,6 +8,10 @@
 //!
 //! Messages are files named `<base>:2,<flags>` in `cur/` (or `<base>` in `new/`); they are stored
 //! exactly as received, so `size` is the RFC822.SIZE of a message received with CRLF line ends.
+//!
+//! Mod-sequences (CONDSTORE/QRESYNC): every publish that changes messages gives them the next
+//! mod-sequence and logs it in `hato-modseq` before the index is published; see [`super::modseq`]
+//! for the model, the file and why a crash cannot make a number go back or repeat.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +27,7 @@ use super::StoreError;
 use super::flags::{self, FlagMode, Flags};
 use super::fsutil::{self, base_of, letters_of};
 use super::keywords::{self, Keywords};
+use super::modseq::{self, Incomplete, Limits, LogFile, MAX_MODSEQ, RESERVE, Vanished};
 use super::uidlist::{self, Loaded};
 use super::user::UserShared;
 
@@ -30,6 +35,9 @@ use super::user::UserShared;
 /// `stat`) before the index is published, so published entries never hold them.
 const UNKNOWN_SIZE: u64 = u64::MAX;
 const UNKNOWN_DATE: i64 = i64::MIN;
+/// The mod-sequence of a message not yet given one; the publish that makes it visible gives it
+/// one, so published entries never hold it.
+const UNASSIGNED_MODSEQ: u64 = 0;
 
 /// A folder's messages at one moment. Immutable; a change publishes a new one.
 #[derive(Debug, Clone)]
@@ -49,6 +57,13 @@ pub struct Index {
     /// What the recent publishes changed, so a session a few generations behind can catch up
     /// in proportion to the changes instead of comparing whole indexes.
     pub changes: Arc<ChangeLog>,
+    /// HIGHESTMODSEQ (RFC 7162): at least the mod-sequence of every message and of every
+    /// remembered expunge; ≥ 1. It never decreases, across restarts and crashes too. It only
+    /// moves when `generation` moves (both change at publishes), but unlike the generation it
+    /// persists, and publishes that change no message leave it alone.
+    pub highest_modseq: u64,
+    /// The remembered expunges, for VANISHED; shared between indexes (see [`Vanished`]).
+    pub vanished: Arc<Vanished>,
 }
 
 /// One change to a folder, as sessions report it.
@@ -129,6 +144,62 @@ impl Index {
             .filter(|m| !m.flags.has(flags::SEEN))
             .count()
     }
+
+    /// Messages whose mod-sequence is above `modseq` (added or changed after it), ascending by
+    /// UID: FETCH CHANGEDSINCE and the flag part of a QRESYNC SELECT. One pass over the index.
+    ///
+    /// A `modseq` above [`Index::highest_modseq`] comes from another history (a server the
+    /// folder was migrated from); the caller should then use 0, which yields every message.
+    pub fn changed_since(&self, modseq: u64) -> impl Iterator<Item = &MessageMeta> + '_ {
+        self.messages.iter().filter(move |m| m.modseq > modseq)
+    }
+
+    /// UIDs expunged after `modseq`, ascending (VANISHED (EARLIER) of a QRESYNC SELECT or a
+    /// UID FETCH ... (CHANGEDSINCE m VANISHED)). They may include UIDs the client never saw
+    /// (added and expunged after `modseq`), which RFC 7162 allows; the caller narrows them to the
+    /// client's UID range.
+    ///
+    /// `Err(Incomplete)` when some expunges after `modseq` may be forgotten (`modseq` is below
+    /// the floor of [`Index::vanished`]) or `modseq` is above HIGHESTMODSEQ (another history).
+    /// The caller then reports [`Index::absent_uids`] of the client's range instead.
+    pub fn vanished_since(&self, modseq: u64) -> Result<Vec<u32>, Incomplete> {
+        if modseq > self.highest_modseq {
+            return Err(Incomplete {
+                floor: self.vanished.floor(),
+            });
+        }
+        self.vanished.since(modseq)
+    }
+
+    /// The UIDs from `first` to `last` (inclusive) that are not in the folder, as ascending
+    /// inclusive ranges: what VANISHED reports when [`Index::vanished_since`] is `Incomplete`
+    /// (expunged UIDs plus UIDs that never existed, which RFC 7162 allows). Work in proportion
+    /// to the messages in the range, never to the size of the range.
+    pub fn absent_uids(&self, first: u32, last: u32) -> Vec<(u32, u32)> {
+        let first = first.max(1);
+        let mut out = Vec::new();
+        if first > last {
+            return out;
+        }
+        let start = self.messages.partition_point(|m| m.uid < first);
+        let mut next = first;
+        for m in &self.messages[start..] {
+            if m.uid > last {
+                break;
+            }
+            if m.uid > next {
+                out.push((next, m.uid - 1));
+            }
+            match m.uid.checked_add(1) {
+                Some(n) => next = n,
+                None => return out, // the largest UID is present: nothing above it
+            }
+        }
+        if next <= last {
+            out.push((next, last));
+        }
+        out
+    }
 }
 
 /// One message in the index.
@@ -146,6 +217,9 @@ pub struct MessageMeta {
     pub in_new: bool,
     /// The file's current name in `new/` or `cur/`.
     pub file_name: Arc<str>,
+    /// The mod-sequence of the publish that last added or changed this message (RFC 7162
+    /// MODSEQ); ≥ 1, at most [`Index::highest_modseq`].
+    pub modseq: u64,
 }
 
 impl MessageMeta {
@@ -169,6 +243,26 @@ pub struct SyncResult {
     /// ascending. Includes messages taken from `new/` by the folder's internal scans since the
     /// previous `sync`, so each new message is reported to exactly one caller.
     pub recent: Vec<u32>,
+}
+
+/// What [`Mailbox::store_flags`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFlagsResult {
+    /// Every message of the request that exists and met the condition, ascending by UID, with
+    /// its flags and mod-sequence now (whether or not they changed): the untagged FETCH
+    /// (FLAGS ... MODSEQ (...)) of the answer.
+    pub stored: Vec<StoredFlags>,
+    /// Messages left alone because their mod-sequence was above `unchanged_since`, ascending:
+    /// the `[MODIFIED ...]` response code of RFC 7162.
+    pub modified: Vec<u32>,
+}
+
+/// One message's flags after a STORE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFlags {
+    pub uid: u32,
+    pub flags: Flags,
+    pub modseq: u64,
 }
 
 /// One folder, shared (through `Arc`) by every session that has it open. See the module doc.
@@ -199,6 +293,17 @@ struct State {
     /// Taken from `new/` by scans, not yet handed to a `sync` caller.
     pending_recent: Vec<u32>,
     generation: u64,
+    /// The largest mod-sequence handed out (or possibly handed out before a crash).
+    highest_modseq: u64,
+    /// Mod-sequences up to this one are durably reserved in the log (see [`super::modseq`]).
+    reserved_modseq: u64,
+    /// At load with a fresh log: the mod-sequence every message gets (1 for a missing log).
+    fixed_modseq: Option<u64>,
+    /// At load: UIDs the log knows as present that the UID list no longer has; the first scan
+    /// records them as expunged.
+    pending_vanished: Vec<u32>,
+    log: LogFile,
+    limits: Limits,
 }
 
 /// Modification times of `new/` and `cur/` when they were last read.
@@ -218,6 +323,11 @@ struct Scan {
     first_new: usize,
     /// Some known message is gone.
     removed: bool,
+    /// UIDs of the known messages that are gone, ascending.
+    gone: Vec<u32>,
+    /// Positions in `messages` that need a new mod-sequence: new, flags changed, or never
+    /// given one.
+    touched: Vec<usize>,
     /// Anything differs from the previous index.
     changed: bool,
     recent: Vec<u32>,
@@ -338,25 +448,80 @@ impl Mailbox {
                 false,
             ),
         };
+        let limits = Limits::current();
+        // The log's view of the messages: the first scan compares it with the disk.
+        let (replay, fresh_base) = match modseq::load(&dir)? {
+            modseq::Loaded::Found(replay) if replay.uid_validity == list.uid_validity => {
+                (Some(replay), 0)
+            }
+            modseq::Loaded::Found(old) => {
+                tracing::info!(folder = %dir.display(), "hato-modseq: other UIDVALIDITY, starting anew");
+                // Numbers keep growing anyway; clients drop their caches on the new UIDVALIDITY.
+                (None, old.highest.max(old.reserved))
+            }
+            modseq::Loaded::Unusable(reason) => {
+                tracing::warn!(folder = %dir.display(), %reason, "hato-modseq: unreadable, rebuilding it");
+                (None, 0)
+            }
+            modseq::Loaded::Missing => (None, 0),
+        };
+        let (highest_modseq, reserved_modseq, fixed_modseq, vanished, log, mut live) = match replay
+        {
+            Some(mut replay) => {
+                let vanished = Vanished::from_entries(
+                    replay.floor,
+                    replay.sorted_expunges(),
+                    limits.vanished_kept,
+                );
+                // Numbers up to the reservation may have been seen by clients before a crash:
+                // HIGHESTMODSEQ starts there, fresh numbers above it.
+                let highest = replay.highest.max(replay.reserved).max(1);
+                let log = LogFile::new(&dir, replay.lines, replay.clean);
+                (highest, replay.reserved, None, vanished, log, replay.live)
+            }
+            None => {
+                let start = fresh_base.saturating_add(1).min(MAX_MODSEQ);
+                (
+                    start,
+                    0,
+                    Some(start),
+                    Vanished::new(start),
+                    LogFile::new(&dir, 0, false),
+                    HashMap::new(),
+                )
+            }
+        };
+        let messages: Vec<MessageMeta> = list
+            .entries
+            .into_iter()
+            .map(|e| {
+                // Logged flags, so that the scan sees a change whose log line was lost.
+                let (modseq, flags) = live
+                    .remove(&e.uid)
+                    .unwrap_or((UNASSIGNED_MODSEQ, Flags::default()));
+                MessageMeta {
+                    uid: e.uid,
+                    flags,
+                    size: e.size.unwrap_or(UNKNOWN_SIZE),
+                    internal_date: e.mtime.unwrap_or(UNKNOWN_DATE),
+                    in_new: false,
+                    file_name: Arc::from(e.base),
+                    modseq,
+                }
+            })
+            .collect();
+        let mut pending_vanished: Vec<u32> = live.into_keys().collect();
+        pending_vanished.sort_unstable();
         let known = Index {
             changes: Arc::new(ChangeLog::default()),
             published: Instant::now(),
             uid_validity: list.uid_validity,
             uid_next: list.next_uid,
             generation: 0,
-            messages: list
-                .entries
-                .into_iter()
-                .map(|e| MessageMeta {
-                    uid: e.uid,
-                    flags: Flags::default(),
-                    size: e.size.unwrap_or(UNKNOWN_SIZE),
-                    internal_date: e.mtime.unwrap_or(UNKNOWN_DATE),
-                    in_new: false,
-                    file_name: Arc::from(e.base),
-                })
-                .collect(),
+            messages,
             keywords: keywords.clone(),
+            highest_modseq,
+            vanished: Arc::new(vanished),
         };
         let mailbox = Mailbox {
             name,
@@ -373,11 +538,28 @@ impl Mailbox {
                 stamp: None,
                 pending_recent: Vec::new(),
                 generation: 0,
+                highest_modseq,
+                reserved_modseq,
+                fixed_modseq,
+                pending_vanished,
+                log,
+                limits,
             }),
         };
         {
             let mut st = mailbox.lock()?;
             mailbox.rescan(&mut st, true)?;
+            st.fixed_modseq = None;
+            // A fresh, torn or overgrown log is rewritten now (a publish of the scan may have
+            // done so already), so that appends always go to a whole file.
+            let index = mailbox.index.load_full();
+            let live = index.messages.len() + index.vanished.len();
+            if (!st.log.appendable || st.limits.should_compact(st.log.lines, live))
+                && let Err(e) = mailbox.compact_log(&mut st, &index.messages, &index.vanished)
+            {
+                tracing::error!(folder = %mailbox.dir.display(), error = %e,
+                    "hato-modseq: cannot write the log");
+            }
         }
         Ok(mailbox)
     }
@@ -475,7 +657,8 @@ impl Mailbox {
         }
         let bits = self.keyword_bits(&mut st, &[name.to_string()])?;
         let messages = self.index.load().messages.clone();
-        self.publish(&mut st, messages, Some(Vec::new()));
+        // No message changed: a new generation (FLAGS changed), no new mod-sequence.
+        self.publish(&mut st, messages, Some(Vec::new()), &[], &[]);
         Ok(Some(bits.trailing_zeros() as usize))
     }
 
@@ -488,12 +671,32 @@ impl Mailbox {
     /// Changes the flags of the messages `uids` by renaming their files, and returns the new
     /// flags of each one that still exists, ascending by UID. Keyword bits must come from
     /// [`Mailbox::keyword_index`]. Letters in file names that hato does not know are kept.
+    /// [`Mailbox::store_flags`] without a condition, for callers that need no mod-sequences.
     pub fn set_flags(
         &self,
         uids: &[u32],
         mode: FlagMode,
         flags: Flags,
     ) -> Result<Vec<(u32, Flags)>, StoreError> {
+        let done = self.store_flags(uids, mode, flags, None)?;
+        Ok(done.stored.into_iter().map(|s| (s.uid, s.flags)).collect())
+    }
+
+    /// STORE, with RFC 7162's UNCHANGEDSINCE when `unchanged_since` is given: changes the
+    /// flags of the messages `uids` (renaming their files) except those whose mod-sequence is
+    /// above `unchanged_since`, which are left alone and listed in
+    /// [`StoreFlagsResult::modified`]. The check and the change happen under the folder's
+    /// lock, so no other change can come between them. Messages whose flags change get one
+    /// new mod-sequence (one publish); messages already holding the wanted flags keep theirs.
+    /// UIDs that do not exist are left out of both lists. Keyword bits must come from
+    /// [`Mailbox::keyword_index`]; letters in file names that hato does not know are kept.
+    pub fn store_flags(
+        &self,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsResult, StoreError> {
         let mut st = self.lock()?;
         let mask = st.keywords.mask();
         let given = Flags {
@@ -503,20 +706,31 @@ impl Mailbox {
         let mut wanted = uids.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
-        let mut out = Vec::with_capacity(wanted.len());
+        let mut done = StoreFlagsResult::default();
         for attempt in 0..2 {
             let mut messages = self.index.load().messages.clone();
             let mut missing = Vec::new();
             let mut changed = Vec::new();
+            let mut touched = Vec::new();
+            // Entries of `done.stored` that get the mod-sequence of this attempt's publish.
+            let mut renamed = Vec::new();
             let mut failure = None;
             for &uid in &wanted {
                 let Ok(pos) = messages.binary_search_by_key(&uid, |m| m.uid) else {
                     continue;
                 };
                 let m = &mut messages[pos];
+                if unchanged_since.is_some_and(|limit| m.modseq > limit) {
+                    done.modified.push(uid);
+                    continue;
+                }
                 let new = mode.apply(m.flags, given);
                 if new == m.flags {
-                    out.push((uid, new));
+                    done.stored.push(StoredFlags {
+                        uid,
+                        flags: new,
+                        modseq: m.modseq,
+                    });
                     continue;
                 }
                 let (raw, unknown) = Flags::from_maildir_letters(letters_of(&m.file_name));
@@ -532,7 +746,13 @@ impl Mailbox {
                         m.flags = new;
                         m.in_new = false;
                         changed.push(Change::Flags(uid));
-                        out.push((uid, new));
+                        touched.push(pos);
+                        renamed.push(done.stored.len());
+                        done.stored.push(StoredFlags {
+                            uid,
+                            flags: new,
+                            modseq: UNASSIGNED_MODSEQ,
+                        });
                     }
                     Err(e) if is_not_found(&e) => missing.push(uid),
                     Err(e) => {
@@ -542,7 +762,10 @@ impl Mailbox {
                 }
             }
             if !changed.is_empty() {
-                self.publish(&mut st, messages, Some(changed));
+                let modseq = self.publish(&mut st, messages, Some(changed), &touched, &[]);
+                for i in renamed {
+                    done.stored[i].modseq = modseq;
+                }
             }
             if let Some(e) = failure {
                 return Err(e);
@@ -551,11 +774,14 @@ impl Mailbox {
                 break;
             }
             // Renamed (or deleted) by another program meanwhile: learn the new names, retry.
+            // The rescan gives a message renamed to other flags a new mod-sequence, so the
+            // retry checks `unchanged_since` against it.
             self.rescan(&mut st, true)?;
             wanted = missing;
         }
-        out.sort_unstable_by_key(|&(uid, _)| uid);
-        Ok(out)
+        done.stored.sort_unstable_by_key(|s| s.uid);
+        done.modified.sort_unstable();
+        Ok(done)
     }
 
     /// Removes the messages flagged `\Deleted` (only those in `only`, when given) and returns
@@ -575,6 +801,7 @@ impl Mailbox {
             let mut keep = Vec::with_capacity(index.messages.len());
             let mut missing = Vec::new();
             let mut removed_now = Vec::new();
+            let mut removed_uids = Vec::new();
             let mut failure = None;
             for m in &index.messages {
                 let chosen = m.flags.has(flags::DELETED)
@@ -589,6 +816,7 @@ impl Mailbox {
                         Ok(()) => {
                             expunged.push(m.uid);
                             removed_now.push(Change::Expunged(m.uid));
+                            removed_uids.push(m.uid);
                             continue;
                         }
                         Err(e) if is_not_found(&e) => missing.push(m.uid),
@@ -601,7 +829,7 @@ impl Mailbox {
                 fsutil::fsync_dir(&self.dir.join("cur"))?;
                 fsutil::fsync_dir(&self.dir.join("new"))?;
                 self.persist(&mut st, &keep, keep.len(), true)?;
-                self.publish(&mut st, keep, Some(removed_now));
+                self.publish(&mut st, keep, Some(removed_now), &[], &removed_uids);
             }
             if let Some(e) = failure {
                 return Err(e);
@@ -805,9 +1033,14 @@ impl Mailbox {
             self.persist(st, &scan.messages, scan.first_new, scan.removed)?;
         }
         st.pending_recent.extend(&scan.recent);
-        if scan.changed {
+        let mut expunged = scan.gone;
+        if !st.pending_vanished.is_empty() {
+            expunged.append(&mut st.pending_vanished);
+            expunged.sort_unstable();
+        }
+        if scan.changed || !scan.touched.is_empty() || !expunged.is_empty() {
             // What an outside writer did is not itemised: sessions compare whole indexes.
-            self.publish(st, scan.messages, None);
+            self.publish(st, scan.messages, None, &scan.touched, &expunged);
         }
         st.stamp = Some(scan.stamp);
         Ok(())
@@ -886,7 +1119,8 @@ impl Mailbox {
             .enumerate()
             .map(|(i, m)| (m.base(), i))
             .collect();
-        let mut slots: Vec<Option<MessageMeta>> = vec![None; previous.messages.len()];
+        // With whether the message needs a new mod-sequence.
+        let mut slots: Vec<Option<(MessageMeta, bool)>> = vec![None; previous.messages.len()];
         let mut fresh: Vec<(String, bool, Flags)> = Vec::new();
         let mut fresh_bases: HashSet<String> = HashSet::new();
         let mut changed = false;
@@ -937,19 +1171,35 @@ impl Mailbox {
             } else {
                 (p.size, p.internal_date)
             };
-            changed |= p.in_new != in_new || p.flags != flags;
-            slots[i] = Some(MessageMeta {
+            let flags_changed = p.flags != flags;
+            changed |= p.in_new != in_new || flags_changed;
+            let meta = MessageMeta {
                 uid: p.uid,
                 flags,
                 size,
                 internal_date,
                 in_new,
                 file_name,
-            });
+                modseq: p.modseq,
+            };
+            slots[i] = Some((meta, flags_changed || p.modseq == UNASSIGNED_MODSEQ));
         }
 
-        let removed = slots.iter().any(Option::is_none);
-        let mut messages: Vec<MessageMeta> = slots.into_iter().flatten().collect();
+        let mut messages: Vec<MessageMeta> = Vec::with_capacity(slots.len() + fresh.len());
+        let mut touched = Vec::new();
+        let mut gone = Vec::new();
+        for (slot, p) in slots.into_iter().zip(&previous.messages) {
+            match slot {
+                Some((meta, touch)) => {
+                    if touch {
+                        touched.push(messages.len());
+                    }
+                    messages.push(meta);
+                }
+                None => gone.push(p.uid),
+            }
+        }
+        let removed = !gone.is_empty();
         let first_new = messages.len();
         // Maildir names start with the delivery time: name order is arrival order.
         fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -959,6 +1209,7 @@ impl Mailbox {
                 continue;
             };
             let uid = take_uid(st, &self.dir)?;
+            touched.push(messages.len());
             messages.push(MessageMeta {
                 uid,
                 flags,
@@ -966,6 +1217,7 @@ impl Mailbox {
                 internal_date,
                 in_new,
                 file_name: Arc::from(name),
+                modseq: UNASSIGNED_MODSEQ,
             });
         }
         changed |= removed || messages.len() > first_new;
@@ -982,6 +1234,8 @@ impl Mailbox {
             messages,
             first_new,
             removed,
+            gone,
+            touched,
             changed,
             recent,
             stamp,
@@ -1051,10 +1305,40 @@ impl Mailbox {
     }
 
     /// Publishes a new index. `changes` says what changed (for sessions catching up), or `None`
-    /// when that is not known (a re-read found outside changes).
-    fn publish(&self, st: &mut State, messages: Vec<MessageMeta>, changes: Option<Vec<Change>>) {
+    /// when that is not known (a re-read found outside changes). `touched` (positions in
+    /// `messages`) and `expunged` (UIDs) are the messages this publish changes: when there are
+    /// any, they get the next mod-sequence, which is logged before the index is published.
+    /// Returns the folder's HIGHESTMODSEQ after the publish (the new mod-sequence, if any).
+    ///
+    /// Cost beyond the caller's clone of `messages`: in proportion to `touched` and `expunged`
+    /// (plus, rarely, a compaction of the log, amortised over the lines it removes).
+    fn publish(
+        &self,
+        st: &mut State,
+        mut messages: Vec<MessageMeta>,
+        changes: Option<Vec<Change>>,
+        touched: &[usize],
+        expunged: &[u32],
+    ) -> u64 {
         st.generation += 1;
-        let log = self.index.load().changes.next(st.generation, changes);
+        let previous = self.index.load_full();
+        let log = previous.changes.next(st.generation, changes);
+        let mut vanished = previous.vanished.clone();
+        if !touched.is_empty() || !expunged.is_empty() {
+            let modseq = st
+                .fixed_modseq
+                .unwrap_or_else(|| st.highest_modseq.saturating_add(1).min(MAX_MODSEQ));
+            for &i in touched {
+                if let Some(m) = messages.get_mut(i) {
+                    m.modseq = modseq;
+                }
+            }
+            if !expunged.is_empty() {
+                vanished = Arc::new(vanished.with(modseq, expunged, st.limits.vanished_kept));
+            }
+            st.highest_modseq = st.highest_modseq.max(modseq);
+            self.log_modseq(st, &messages, touched, expunged, &vanished, modseq);
+        }
         self.index.store(Arc::new(Index {
             changes: Arc::new(log),
             published: Instant::now(),
@@ -1063,11 +1347,102 @@ impl Mailbox {
             generation: st.generation,
             messages,
             keywords: st.keywords.clone(),
+            highest_modseq: st.highest_modseq,
+            vanished,
         }));
         let watchers = self.watchers.load(Ordering::Acquire);
         if watchers != 0 {
             self._user.changed(self.id(), watchers);
         }
+        st.highest_modseq
+    }
+
+    /// Logs the changes of one publish at `modseq`: appended (and fdatasynced when `modseq`
+    /// passes the reservation, which the same write extends, or when there are expunges), or
+    /// the whole log rewritten when it is torn or overgrown.
+    ///
+    /// A failure is logged, not returned: the change itself is already on disk, and the next
+    /// load finds what the log misses (see [`super::modseq`]). The log is rewritten at the next
+    /// publish.
+    fn log_modseq(
+        &self,
+        st: &mut State,
+        messages: &[MessageMeta],
+        touched: &[usize],
+        expunged: &[u32],
+        vanished: &Vanished,
+        modseq: u64,
+    ) {
+        let mut lines = touched.len() + expunged.len();
+        if st.log.appendable
+            && !st
+                .limits
+                .should_compact(st.log.lines + lines, messages.len() + vanished.len())
+        {
+            let mut text = String::with_capacity(lines * 28 + 24);
+            for &uid in expunged {
+                modseq::render_expunged(&mut text, modseq, uid);
+            }
+            for m in touched.iter().filter_map(|&i| messages.get(i)) {
+                modseq::render_state(&mut text, m.modseq, m.uid, m.flags);
+            }
+            let reserve = (modseq > st.reserved_modseq)
+                .then(|| modseq.saturating_add(RESERVE).min(MAX_MODSEQ));
+            if let Some(r) = reserve {
+                modseq::render_reserved(&mut text, r);
+                lines += 1;
+            }
+            let sync = reserve.is_some() || !expunged.is_empty();
+            match st.log.append(&text, lines, sync) {
+                Ok(()) => {
+                    if let Some(r) = reserve {
+                        st.reserved_modseq = r;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(folder = %self.dir.display(), error = %e,
+                        "hato-modseq: cannot append, rewriting the log");
+                }
+            }
+        }
+        if let Err(e) = self.compact_log(st, messages, vanished) {
+            tracing::error!(folder = %self.dir.display(), error = %e,
+                "hato-modseq: cannot write the log");
+        }
+    }
+
+    /// Rewrites the log from the folder's state: one line per message and per remembered
+    /// expunge, and a reservation (the rewrite is fsynced anyway).
+    fn compact_log(
+        &self,
+        st: &mut State,
+        messages: &[MessageMeta],
+        vanished: &Vanished,
+    ) -> Result<(), StoreError> {
+        let reserved = st
+            .reserved_modseq
+            .max(st.highest_modseq.saturating_add(RESERVE).min(MAX_MODSEQ));
+        let mut text = String::with_capacity((messages.len() + vanished.len()) * 28 + 64);
+        modseq::render_header(&mut text, st.uid_validity);
+        let mut lines = 1;
+        if vanished.floor() > 0 {
+            modseq::render_floor(&mut text, vanished.floor());
+            lines += 1;
+        }
+        modseq::render_reserved(&mut text, reserved);
+        lines += 1;
+        for (m, uid) in vanished.iter() {
+            modseq::render_expunged(&mut text, m, uid);
+        }
+        for m in messages {
+            // Published entries always have a mod-sequence; 1 keeps the line readable if not.
+            modseq::render_state(&mut text, m.modseq.max(1), m.uid, m.flags);
+        }
+        lines += vanished.len() + messages.len();
+        st.log.rewrite(&self.dir.join("tmp"), &text, lines)?;
+        st.reserved_modseq = reserved;
+        Ok(())
     }
 
     /// Identifies this folder while it is open (its address; stable while anyone holds it).
@@ -1179,11 +1554,13 @@ impl Mailbox {
                 internal_date: s.internal_date,
                 in_new,
                 file_name: Arc::from(name),
+                modseq: UNASSIGNED_MODSEQ,
             });
         }
         self.persist(st, &messages, first_new, false)?;
         let added = pairs.iter().map(|&(_, uid)| Change::Added(uid)).collect();
-        self.publish(st, messages, Some(added));
+        let touched: Vec<usize> = (first_new..messages.len()).collect();
+        self.publish(st, messages, Some(added), &touched, &[]);
         Ok(pairs)
     }
 }

@@ -11,27 +11,36 @@
 //!   gives every session the same [`Mailbox`].
 //! * [`mailbox`]: one folder's index, scan, append, flags, expunge, copy.
 //! * [`flags`]: message flags and their Maildir letters.
+//! * [`modseq`]: CONDSTORE/QRESYNC mod-sequences, their log `hato-modseq` and the remembered
+//!   expunges for VANISHED.
 //! * `names`, `uidlist`, `keywords`, `subscriptions`, `fsutil`: file formats and helpers.
 //!
 //! Crash safety: a message is written to `tmp/`, fsynced, renamed into `new/` or `cur/`, the
 //! directory fsynced, and its UID persisted before the write is acknowledged. UIDs never
-//! repeat: the next UID only grows, and a UIDVALIDITY is made once per folder.
+//! repeat: the next UID only grows, and a UIDVALIDITY is made once per folder. Mod-sequences
+//! never go back or repeat either, across crashes too (see [`modseq`]).
 
 mod error;
 pub mod flags;
 mod fsutil;
 mod keywords;
 pub mod mailbox;
+pub mod modseq;
 mod names;
 mod subscriptions;
 mod uidlist;
 pub mod user;
 
 #[cfg(test)]
+mod modseq_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::StoreError;
 pub use flags::{FlagMode, Flags};
 pub use keywords::Keywords;
-pub use mailbox::{Change, ChangeLog, Index, Mailbox, MessageMeta, SyncResult};
+pub use mailbox::{
+    Change, ChangeLog, Index, Mailbox, MessageMeta, StoreFlagsResult, StoredFlags, SyncResult,
+};
+pub use modseq::{Incomplete, Vanished};
 pub use user::{MailboxInfo, SpecialUse, Store, UserMail};
