@@ -16,6 +16,7 @@
 mod directory;
 mod passwd_file;
 mod scheme;
+pub mod throttle;
 
 use std::path::PathBuf;
 

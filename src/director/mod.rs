@@ -10,8 +10,9 @@
 //!
 //! * [`auth_http`]: the protocol (the request nginx sends, the headers it understands).
 //! * [`rendezvous`]: which node owns a user (highest-random-weight hashing on node names).
-//! * [`throttle`]: failed logins per client address, answered with "ask again later".
-//! * This file: the listener, one short-lived thread per request, and the decision.
+//! * This file: the listener, one short-lived thread per request, and the decision; failed
+//!   logins are throttled per client address by the workers' policy ([`LoginFailures`]),
+//!   answered with "ask again later" instead of a wait.
 //!
 //! The node list is `DirectorNodes.1` and the password check uses the passwd-file of the
 //! director's spool (`PasswdFile.1`), both re-read live: a reload of the reg tree applies to
@@ -28,7 +29,6 @@
 
 pub mod auth_http;
 pub mod rendezvous;
-pub mod throttle;
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -40,10 +40,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
+use crate::auth::throttle::LoginFailures;
 use crate::auth::{AuthError, UserDirectory};
 use crate::config::{DirectorNode, Settings, SharedSettings};
 use auth_http::{Answer, AuthRequest};
-use throttle::Throttle;
 
 /// Requests handled at once; nginx's requests are short, so more means an overload or an
 /// attack, and the surplus is told to ask again.
@@ -87,7 +87,7 @@ pub enum DirectorError {
 pub struct Director {
     settings: SharedSettings,
     users: Arc<UserDirectory>,
-    throttle: Throttle,
+    throttle: LoginFailures,
     checks: Gate,
     in_flight: AtomicUsize,
 }
@@ -98,7 +98,7 @@ impl Director {
         Director {
             settings,
             users,
-            throttle: Throttle::new(),
+            throttle: LoginFailures::new(),
             checks: Gate::new(cores),
             in_flight: AtomicUsize::new(0),
         }
@@ -208,7 +208,7 @@ impl Director {
         let client = request.client_ip.or(peer);
         let client_text = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
         if let Some(ip) = client
-            && let Some(wait) = self.throttle.admit(ip, &settings, now)
+            && let Some(wait) = self.throttle.try_attempt(ip, &settings, now)
         {
             debug!(client = %ip, "auth_http: address throttled; nginx asks again later");
             return Answer::Retry {

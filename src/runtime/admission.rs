@@ -8,8 +8,8 @@
 //!   of them is closed and the new login works; with 0 the new login gets `NO [LIMIT]`.
 //!   Outlook's "stuck synchronizing" came from its new sessions failing while its old ones sat
 //!   forgotten, so by default the old one goes.
-//! * **Login throttling.** Failed logins per client address. Past `AuthThrottleAfter.1`
-//!   failures (forgotten after [`FAILURE_MEMORY`] without one), each login attempt from the
+//! * **Login throttling.** Failed logins per client address ([`LoginFailures`]). Past
+//!   `AuthThrottleAfter.1` failures (forgotten after ten quiet minutes), each login attempt from the
 //!   address is given a start time spaced after the previous attempt's, doubling per failure
 //!   up to `AuthThrottleMaxDelay.1`. Parallel connections from one address queue behind each
 //!   other, so opening more connections does not buy more guesses. The wait is a timer on the
@@ -23,13 +23,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::auth::throttle::LoginFailures;
 use crate::config::Settings;
-
-/// How long an address's failed logins are remembered after its last failure.
-pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(600);
-
-/// Addresses tracked before forgotten ones are swept out of the failure table.
-const FAILURE_TABLE_SWEEP: usize = 65_536;
 
 /// One logged-in session, as the worker that holds it knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +47,6 @@ pub(crate) enum Admit {
     Refused,
 }
 
-/// Failed logins from one address.
-struct Failures {
-    count: u32,
-    last: Instant,
-    /// When the next attempt from the address may start.
-    next_attempt: Instant,
-}
-
 /// Logged-in sessions by (user, client address), in login order.
 type UserIpTable = HashMap<(Box<str>, IpAddr), Vec<Member>>;
 
@@ -69,7 +56,7 @@ pub(crate) struct Admission {
     open: AtomicU64,
     serials: AtomicU64,
     logged_in: Mutex<UserIpTable>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: LoginFailures,
 }
 
 impl Admission {
@@ -79,7 +66,7 @@ impl Admission {
             open: AtomicU64::new(0),
             serials: AtomicU64::new(1),
             logged_in: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: LoginFailures::new(),
         }
     }
 
@@ -147,53 +134,13 @@ impl Admission {
     /// address is throttled). Reserves the attempt's start time, so concurrent attempts from
     /// one address are spaced out one after the other.
     pub(crate) fn attempt_delay(&self, ip: IpAddr, settings: &Settings) -> Duration {
-        if settings.auth_throttle_after == 0 {
-            return Duration::ZERO;
-        }
-        let now = Instant::now();
-        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = table.get_mut(&ip) else {
-            return Duration::ZERO;
-        };
-        if now.duration_since(entry.last) >= FAILURE_MEMORY {
-            table.remove(&ip);
-            return Duration::ZERO;
-        }
-        let over = u64::from(entry.count).saturating_sub(settings.auth_throttle_after);
-        if u64::from(entry.count) < settings.auth_throttle_after {
-            return Duration::ZERO;
-        }
-        let start = entry.next_attempt.max(now);
-        entry.next_attempt = start + spacing(over, settings);
-        start - now
+        self.failures.queue_attempt(ip, settings, Instant::now())
     }
 
     /// Records a failed login from `ip`.
     pub(crate) fn failed(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut table = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if table.len() >= FAILURE_TABLE_SWEEP {
-            table.retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
-        }
-        let entry = table.entry(ip).or_insert(Failures {
-            count: 0,
-            last: now,
-            next_attempt: now,
-        });
-        if now.duration_since(entry.last) >= FAILURE_MEMORY {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
+        self.failures.failed(ip, Instant::now());
     }
-}
-
-/// The spacing of attempts from an address `over` failures past the free ones: the failure
-/// delay (at least a second) doubled per failure, up to the maximum.
-fn spacing(over: u64, settings: &Settings) -> Duration {
-    let base = settings.auth_fail_delay.max(Duration::from_secs(1));
-    let doubled = base.saturating_mul(1u32 << over.min(20));
-    doubled.min(settings.auth_throttle_max_delay)
 }
 
 #[cfg(test)]
