@@ -14,8 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::common::{self, Common, ms, seconds, strided};
 use crate::imap::{self, Imap};
-use crate::procfs;
-use crate::shard::{self, Control, Msg, ShardId, Shards};
+use crate::shard::{self, Control, Msg, ShardId};
 use crate::stats::Histogram;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -34,29 +33,14 @@ pub fn run(args: &Args) -> Result<()> {
     common::check_pid(args.common.pid)?;
     ensure!(args.clients > 0, "need --clients > 0");
     let label = &args.common.label;
-    let mut shards = Shards::spawn(args.common.shard_count(args.clients).min(args.clients))?;
-    shards.gather("ready", Duration::from_secs(60))?;
-    println!(
-        "{label}: connect: {} clients over {} client process(es) for {} s",
-        args.clients,
-        shards.count(),
-        args.seconds
-    );
-    let cpu_before = args.common.pid.map(procfs::cpu_seconds).transpose()?;
-    shards.send_all("go")?;
-    let limit = seconds(args.seconds) + args.common.step_timeout() * 4 + Duration::from_secs(60);
-    let done = shards.gather("done", limit)?;
-    let elapsed = done
-        .iter()
-        .map(|m| m.f64("elapsed"))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .fold(0.0, f64::max);
-    let login = shard::merged(&done, "login")?;
-    let greeting = shard::merged(&done, "greeting")?;
-    let cycle = shard::merged(&done, "cycle")?;
-    let errors = shard::sum(&done, "errors")?;
-    let logins = shard::sum(&done, "logins")?;
+    let grace = args.common.step_timeout() * 4 + Duration::from_secs(60);
+    let run = shard::timed_run(&args.common, "connect", args.clients, args.seconds, grace)?;
+    let (done, elapsed) = (&run.done, run.elapsed);
+    let login = shard::merged(done, "login")?;
+    let greeting = shard::merged(done, "greeting")?;
+    let cycle = shard::merged(done, "cycle")?;
+    let errors = shard::sum(done, "errors")?;
+    let logins = shard::sum(done, "logins")?;
     let per_second = logins as f64 / elapsed.max(1e-9);
     let mut line = format!(
         "{label}: {logins} logins in {elapsed:.1} s = {per_second:.0}/s, {errors} failed; LOGIN \
@@ -76,8 +60,7 @@ pub fn run(args: &Args) -> Result<()> {
         ms(greeting.quantile(0.99)),
         ms(cycle.quantile(0.99)),
     );
-    if let (Some(pid), Some(before)) = (args.common.pid, cpu_before) {
-        let cpu = procfs::cpu_seconds(pid)? - before;
+    if let Some(cpu) = run.server_cpu {
         let per = cpu * 1000.0 / logins.max(1) as f64;
         line.push_str(&format!("; server CPU {per:.2} ms per login"));
         result.push_str(&format!(" cpu_ms_per_login={per:.3}"));

@@ -20,8 +20,7 @@ use tokio::task::JoinSet;
 use crate::common::{self, Common, Rng, ms, seconds, strided};
 use crate::imap::{self, Imap, Tagged};
 use crate::mail;
-use crate::procfs;
-use crate::shard::{self, Control, Msg, ShardId, Shards};
+use crate::shard::{self, Control, Msg, ShardId};
 use crate::stats::Histogram;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -64,33 +63,18 @@ pub fn run(args: &Args) -> Result<()> {
     common::check_pid(args.common.pid)?;
     ensure!(args.clients > 0, "need --clients > 0");
     let label = &args.common.label;
-    let mut shards = Shards::spawn(args.common.shard_count(args.clients).min(args.clients))?;
-    shards.gather("ready", Duration::from_secs(60))?;
-    println!(
-        "{label}: mixed: {} clients over {} client process(es) for {} s",
-        args.clients,
-        shards.count(),
-        args.seconds
-    );
-    let cpu_before = args.common.pid.map(procfs::cpu_seconds).transpose()?;
-    shards.send_all("go")?;
-    let limit = seconds(args.seconds) + args.common.step_timeout() * 12 + Duration::from_secs(60);
-    let done = shards.gather("done", limit)?;
-    let elapsed = done
-        .iter()
-        .map(|m| m.f64("elapsed"))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .fold(0.0, f64::max);
-    let all = shard::merged(&done, "latency")?;
-    let errors = shard::sum(&done, "errors")?;
-    let broken = shard::sum(&done, "broken")?;
-    let sessions = shard::sum(&done, "sessions")?;
+    let grace = args.common.step_timeout() * 12 + Duration::from_secs(60);
+    let run = shard::timed_run(&args.common, "mixed", args.clients, args.seconds, grace)?;
+    let (done, elapsed) = (&run.done, run.elapsed);
+    let all = shard::merged(done, "latency")?;
+    let errors = shard::sum(done, "errors")?;
+    let broken = shard::sum(done, "broken")?;
+    let sessions = shard::sum(done, "sessions")?;
     let ops = all.count();
     let per_second = ops as f64 / elapsed.max(1e-9);
     for op in OPS {
-        let h = shard::merged(&done, &format!("{op}_latency"))?;
-        let e = shard::sum(&done, &format!("{op}_errors"))?;
+        let h = shard::merged(done, &format!("{op}_latency"))?;
+        let e = shard::sum(done, &format!("{op}_errors"))?;
         println!(
             "{label}:   {op:<9} {:>8} ops, {e} errors, p50 {} ms, p99 {} ms, max {} ms",
             h.count(),
@@ -115,8 +99,7 @@ pub fn run(args: &Args) -> Result<()> {
         ms(all.quantile(0.99)),
         ms(all.max())
     );
-    if let (Some(pid), Some(before)) = (args.common.pid, cpu_before) {
-        let cpu = procfs::cpu_seconds(pid)? - before;
+    if let Some(cpu) = run.server_cpu {
         let per_1000 = cpu * 1e6 / ops.max(1) as f64;
         line.push_str(&format!(
             "; server CPU {per_1000:.1} ms per 1000 operations"

@@ -230,6 +230,52 @@ impl Shards {
     }
 }
 
+/// What a fixed-length run over the shards gave: the shards' `done` messages, the longest
+/// shard's running time, and the server's CPU seconds over the run (with `--pid`).
+pub struct TimedRun {
+    pub done: Vec<Msg>,
+    pub elapsed: f64,
+    pub server_cpu: Option<f64>,
+}
+
+/// Runs a fixed-length scenario of `clients` clients over the shards: starts them, says what
+/// runs, lets them go together and waits for each one's `done` (at most the run plus
+/// `grace`), measuring the server's CPU across it.
+pub fn timed_run(
+    common: &crate::common::Common,
+    scenario: &str,
+    clients: usize,
+    run_seconds: f64,
+    grace: Duration,
+) -> Result<TimedRun> {
+    let label = &common.label;
+    let mut shards = Shards::spawn(common.shard_count(clients).min(clients))?;
+    shards.gather("ready", Duration::from_secs(60))?;
+    println!(
+        "{label}: {scenario}: {clients} clients over {} client process(es) for {run_seconds} s",
+        shards.count(),
+    );
+    let cpu_before = common.pid.map(procfs::cpu_seconds).transpose()?;
+    shards.send_all("go")?;
+    let limit = crate::common::seconds(run_seconds) + grace;
+    let done = shards.gather("done", limit)?;
+    let server_cpu = match (common.pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(procfs::cpu_seconds(pid)? - before),
+        _ => None,
+    };
+    let elapsed = done
+        .iter()
+        .map(|m| m.f64("elapsed"))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .fold(0.0, f64::max);
+    Ok(TimedRun {
+        done,
+        elapsed,
+        server_cpu,
+    })
+}
+
 impl Drop for Shards {
     /// Closes the shards' input, which tells them to finish; kills (by pid) any that has not
     /// within five seconds.
