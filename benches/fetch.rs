@@ -4,14 +4,9 @@
 //!
 //! Throughput is the bytes of the answer per second; the figures are per command.
 
-use std::sync::Arc;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use hato::config::Settings;
-use hato::imap::NoObserver;
-use hato::imap::session::{AuthVerdict, Context, Session};
-use hato::store::Store;
+use hato::imap::harness::Harness;
 
 #[path = "../tests/corpus/mod.rs"]
 #[allow(dead_code)]
@@ -40,20 +35,8 @@ const COMMANDS: &[(&str, &str)] = &[
 
 fn fetch(c: &mut Criterion) {
     let spool = tempfile::tempdir().expect("tempdir");
-    let settings = Settings::default();
-    let mut observer = NoObserver;
-    let store = Arc::new(Store::new(spool.path()));
-    let mut ctx = Context {
-        settings: &settings,
-        observer: &mut observer,
-        store: &store,
-        tls_available: false,
-    };
-    let mut out = Vec::with_capacity(1 << 20);
-    let mut session = Session::new();
-    session.on_input(b"a LOGIN bench pw\r\n", &mut ctx, &mut out);
-    session.finish_auth(AuthVerdict::Accepted("bench".into()), &mut ctx, &mut out);
-
+    let mut h = Harness::logged_in(spool.path(), "bench");
+    h.out.reserve(1 << 20);
     let messages = corpus::random_messages(1, MESSAGES);
     let mut command = Vec::new();
     for (_, raw) in &messages {
@@ -61,39 +44,35 @@ fn fetch(c: &mut Criterion) {
         command.extend_from_slice(format!("p APPEND INBOX {{{}+}}\r\n", raw.len()).as_bytes());
         command.extend_from_slice(raw);
         command.extend_from_slice(b"\r\n");
-        out.clear();
-        session.on_input_inline(&command, &mut ctx, &mut out);
+        h.out.clear();
+        h.feed(&command);
         assert!(
-            out.starts_with(b"p OK"),
+            h.out.starts_with(b"p OK"),
             "{}",
-            String::from_utf8_lossy(&out)
+            String::from_utf8_lossy(&h.out)
         );
     }
-    out.clear();
-    session.on_input_inline(b"s SELECT INBOX\r\n", &mut ctx, &mut out);
+    h.out.clear();
+    h.feed(b"s SELECT INBOX\r\n");
     let exists = format!("* {MESSAGES} EXISTS");
     assert!(
-        String::from_utf8_lossy(&out).contains(&exists),
+        String::from_utf8_lossy(&h.out).contains(&exists),
         "{}",
-        String::from_utf8_lossy(&out)
+        String::from_utf8_lossy(&h.out)
     );
 
     let mut group = c.benchmark_group("fetch");
     for (name, command) in COMMANDS {
-        out.clear();
-        session.on_input_inline(command.as_bytes(), &mut ctx, &mut out);
-        let tail = String::from_utf8_lossy(&out[out.len().saturating_sub(200)..]).into_owned();
+        h.out.clear();
+        h.feed(command.as_bytes());
+        let tail = String::from_utf8_lossy(&h.out[h.out.len().saturating_sub(200)..]).into_owned();
         assert!(tail.contains("\r\nf OK "), "{name}: {tail}");
-        group.throughput(Throughput::Bytes(out.len() as u64));
+        group.throughput(Throughput::Bytes(h.out.len() as u64));
         group.bench_function(*name, |b| {
             b.iter(|| {
-                out.clear();
-                session.on_input_inline(
-                    std::hint::black_box(command.as_bytes()),
-                    &mut ctx,
-                    &mut out,
-                );
-                std::hint::black_box(&out);
+                h.out.clear();
+                h.feed(std::hint::black_box(command.as_bytes()));
+                std::hint::black_box(&h.out);
             })
         });
     }

@@ -8,32 +8,16 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::path::Path;
-use std::sync::Arc;
 
-use hato::config::Settings;
-use hato::imap::NoObserver;
-use hato::imap::session::{AuthVerdict, Context, Session};
-use hato::store::Store;
+use hato::imap::harness::Harness;
 
 fn in_memory(c: &mut Criterion) {
-    let settings = Settings::default();
-    let mut observer = NoObserver;
-    let store = Arc::new(Store::new(Path::new("/nonexistent/hato-test-spool")));
-    let mut ctx = Context {
-        settings: &settings,
-        observer: &mut observer,
-        store: &store,
-        tls_available: false,
-    };
-    let mut out = Vec::with_capacity(4096);
-    let mut session = Session::new();
-    session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
-    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    let mut h = Harness::logged_in(Path::new("/nonexistent/hato-test-spool"), "joe");
     c.bench_function("noop/session (in memory)", |b| {
         b.iter(|| {
-            out.clear();
-            session.on_input(std::hint::black_box(b"a1 NOOP\r\n"), &mut ctx, &mut out);
-            std::hint::black_box(&out);
+            h.out.clear();
+            h.on_input(std::hint::black_box(b"a1 NOOP\r\n"));
+            std::hint::black_box(&h.out);
         })
     });
 }
@@ -42,34 +26,18 @@ fn in_memory(c: &mut Criterion) {
 /// is one generation compare.
 fn in_memory_selected(c: &mut Criterion) {
     let spool = tempfile::tempdir().expect("tempdir");
-    let settings = Settings::default();
-    let mut observer = NoObserver;
-    let store = Arc::new(Store::new(spool.path()));
-    let mut ctx = Context {
-        settings: &settings,
-        observer: &mut observer,
-        store: &store,
-        tls_available: false,
-    };
-    let mut out = Vec::with_capacity(4096);
-    let mut session = Session::new();
-    session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
-    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    let mut h = Harness::logged_in(spool.path(), "joe");
     for _ in 0..20 {
-        session.on_input_inline(
-            b"p APPEND INBOX {12+}\r\nSubject: x\r\n\r\n",
-            &mut ctx,
-            &mut out,
-        );
+        h.feed(b"p APPEND INBOX {12+}\r\nSubject: x\r\n\r\n");
     }
-    out.clear();
-    session.on_input_inline(b"s SELECT INBOX\r\n", &mut ctx, &mut out);
-    assert!(String::from_utf8_lossy(&out).contains("* 20 EXISTS"));
+    h.out.clear();
+    h.feed(b"s SELECT INBOX\r\n");
+    assert!(String::from_utf8_lossy(&h.out).contains("* 20 EXISTS"));
     c.bench_function("noop/session, INBOX selected, unchanged (in memory)", |b| {
         b.iter(|| {
-            out.clear();
-            session.on_input(std::hint::black_box(b"a1 NOOP\r\n"), &mut ctx, &mut out);
-            std::hint::black_box(&out);
+            h.out.clear();
+            h.on_input(std::hint::black_box(b"a1 NOOP\r\n"));
+            std::hint::black_box(&h.out);
         })
     });
 }

@@ -5,12 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use hato::config::Settings;
-use hato::imap::NoObserver;
-use hato::imap::session::{AuthVerdict, Context, Session, Step};
-use hato::store::Store;
+use hato::imap::harness::Harness;
+use hato::imap::session::{AuthVerdict, Step};
 
 struct Counting;
 
@@ -46,48 +43,33 @@ fn allocations() -> u64 {
 
 #[test]
 fn noop_idle_and_done_allocate_nothing() {
-    let settings = Settings::default();
-    let mut observer = NoObserver;
-    let store = Arc::new(Store::new(Path::new("/nonexistent/hato-test-spool")));
-    let mut ctx = Context {
-        settings: &settings,
-        observer: &mut observer,
-        store: &store,
-        tls_available: false,
-    };
-    let mut out = Vec::with_capacity(4096);
-    let mut session = Session::new();
-    assert!(matches!(
-        session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out),
-        Step::Verify(_)
-    ));
-    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    let mut h = Harness::new(Path::new("/nonexistent/hato-test-spool"));
+    assert!(matches!(h.on_input(b"a LOGIN joe pw\r\n"), Step::Verify(_)));
+    h.with(|session, ctx, out| session.finish_auth(AuthVerdict::Accepted("joe".into()), ctx, out));
 
     let before = allocations();
     for _ in 0..1000 {
-        out.clear();
-        assert_eq!(
-            session.on_input(b"n1 NOOP\r\n", &mut ctx, &mut out),
-            Step::NeedInput
-        );
-        assert_eq!(out, b"n1 OK NOOP completed\r\n");
-        out.clear();
-        session.on_input(b"i1 IDLE\r\n", &mut ctx, &mut out);
-        assert!(session.is_idling());
-        session.on_input(b"DONE\r\n", &mut ctx, &mut out);
-        assert_eq!(out, b"+ idling\r\ni1 OK IDLE terminated\r\n");
+        h.out.clear();
+        assert_eq!(h.on_input(b"n1 NOOP\r\n"), Step::NeedInput);
+        assert_eq!(h.out, b"n1 OK NOOP completed\r\n");
+        h.out.clear();
+        h.on_input(b"i1 IDLE\r\n");
+        assert!(h.session.is_idling());
+        h.on_input(b"DONE\r\n");
+        assert_eq!(h.out, b"+ idling\r\ni1 OK IDLE terminated\r\n");
     }
     assert_eq!(allocations() - before, 0, "the hot path allocated");
 
     // The counter does see allocations: a LOGIN copies its credentials out.
     let before = allocations();
-    let mut other = Session::new();
+    let mut other = Harness::new(Path::new("/nonexistent/hato-test-spool"));
+    let counted_from = allocations();
     assert!(matches!(
-        other.on_input(b"b LOGIN joe pw\r\n", &mut ctx, &mut out),
+        other.on_input(b"b LOGIN joe pw\r\n"),
         Step::Verify(_)
     ));
     assert!(
-        allocations() > before,
+        allocations() > counted_from && counted_from > before,
         "the counting allocator is not counting"
     );
 }
@@ -95,43 +77,24 @@ fn noop_idle_and_done_allocate_nothing() {
 #[test]
 fn noop_on_an_unchanged_selected_mailbox_allocates_nothing() {
     let spool = tempfile::tempdir().expect("tempdir");
-    let settings = Settings::default();
-    let mut observer = NoObserver;
-    let store = Arc::new(Store::new(spool.path()));
-    let mut ctx = Context {
-        settings: &settings,
-        observer: &mut observer,
-        store: &store,
-        tls_available: false,
-    };
-    let mut out = Vec::with_capacity(4096);
-    let mut session = Session::new();
-    session.on_input(b"a LOGIN joe pw\r\n", &mut ctx, &mut out);
-    session.finish_auth(AuthVerdict::Accepted("joe".into()), &mut ctx, &mut out);
+    let mut h = Harness::logged_in(spool.path(), "joe");
     // Put three messages in INBOX and select it, running the storage work as the driver would.
     for i in 0..3 {
-        session.on_input_inline(
-            format!("p{i} APPEND INBOX {{12+}}\r\nSubject: x\r\n\r\n").as_bytes(),
-            &mut ctx,
-            &mut out,
-        );
+        h.feed(format!("p{i} APPEND INBOX {{12+}}\r\nSubject: x\r\n\r\n").as_bytes());
     }
-    out.clear();
-    session.on_input_inline(b"s SELECT INBOX\r\n", &mut ctx, &mut out);
+    h.out.clear();
+    h.feed(b"s SELECT INBOX\r\n");
     assert!(
-        String::from_utf8_lossy(&out).contains("* 3 EXISTS"),
+        String::from_utf8_lossy(&h.out).contains("* 3 EXISTS"),
         "{}",
-        String::from_utf8_lossy(&out)
+        String::from_utf8_lossy(&h.out)
     );
 
     let before = allocations();
     for _ in 0..1000 {
-        out.clear();
-        assert_eq!(
-            session.on_input(b"n NOOP\r\n", &mut ctx, &mut out),
-            Step::NeedInput
-        );
-        assert_eq!(out, b"n OK NOOP completed\r\n");
+        h.out.clear();
+        assert_eq!(h.on_input(b"n NOOP\r\n"), Step::NeedInput);
+        assert_eq!(h.out, b"n OK NOOP completed\r\n");
     }
     assert_eq!(allocations() - before, 0, "an unchanged NOOP allocated");
 }

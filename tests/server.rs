@@ -229,7 +229,10 @@ fn state_rules_id_enable_and_unimplemented_commands() {
     let (untagged, tagged) = c.until_tagged("e");
     assert_eq!(
         (untagged, tagged.as_str()),
-        (vec!["* ENABLED".to_string()], "e OK ENABLE completed")
+        (
+            vec!["* ENABLED CONDSTORE".to_string()],
+            "e OK ENABLE completed"
+        )
     );
     assert_eq!(
         c.run("s", "GETQUOTAROOT INBOX"),

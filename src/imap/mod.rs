@@ -11,14 +11,18 @@
 //! * [`response`]: response encoding.
 //! * [`session`]: the RFC 3501 state machine.
 //! * [`selected`]: a session's view of its selected mailbox (sequence numbers, pending changes).
+//! * [`condstore`]: CONDSTORE/QRESYNC (RFC 7162): enabled extensions, modifiers, VANISHED.
+//! * [`harness`]: an in-memory driver of a session, for benchmarks and allocation tests.
 //! * [`commands`]: one handler per command, grouped by concern.
 //! * [`search`], [`sort`], [`thread`], [`base_subject`]: the SEARCH, SORT and THREAD
 //!   algorithms, free of protocol glue.
 
 pub mod base_subject;
 pub mod commands;
+pub mod condstore;
 pub mod datetime;
 pub mod fetch;
+pub mod harness;
 pub mod mailbox_name;
 pub mod parser;
 pub mod response;

@@ -90,7 +90,8 @@ pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityC
         CapabilityContext::Authenticated => {
             out.extend_from_slice(
                 b" NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH STATUS=SIZE BINARY \
-SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT COMPRESS=DEFLATE APPENDLIMIT=",
+SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONDSTORE QRESYNC COMPRESS=DEFLATE \
+APPENDLIMIT=",
             );
             out.extend_from_slice(settings.max_literal_size.to_string().as_bytes());
         }

@@ -88,6 +88,10 @@ pub enum SearchKey {
     Unseen,
     /// A bare sequence set: message sequence numbers.
     Sequence(SequenceSet),
+    /// `MODSEQ [entry-name entry-type] n` (RFC 7162 §3.1.5): mod-sequence at least `n`. hato
+    /// keeps one mod-sequence per message, not per flag, so the entry is checked and ignored,
+    /// as the RFC allows for servers without per-flag mod-sequences.
+    ModSeq(u64),
     /// All of these (a parenthesised list, or several keys at the top level).
     And(Vec<SearchKey>),
 }
@@ -238,6 +242,42 @@ fn atom_arg<'a>(args: &mut Args<'a>) -> Result<&'a [u8], ParseError> {
     }
 }
 
+/// The arguments of MODSEQ (RFC 7162 §3.1.5): `["/flags/<flag>" priv|shared|all] <n>`, `n` a
+/// `mod-sequence-valzer`.
+fn modseq_arg(args: &mut Args<'_>) -> Result<u64, ParseError> {
+    let value = match args.token()? {
+        Some(Token::String(entry)) => {
+            let prefix = b"/flags/";
+            let named_flag =
+                entry.len() > prefix.len() && entry[..prefix.len()].eq_ignore_ascii_case(prefix);
+            let kind = atom_arg(args)?;
+            let known_kind = [&b"priv"[..], b"shared", b"all"]
+                .iter()
+                .any(|k| kind.eq_ignore_ascii_case(k));
+            if !named_flag || !known_kind {
+                return Err(ParseError::BadAtom);
+            }
+            atom_arg(args)?
+        }
+        Some(Token::Atom(a)) => a,
+        Some(_) => return Err(ParseError::BadAtom),
+        None => return Err(ParseError::MissingArgument),
+    };
+    crate::imap::condstore::parse_modseq(value, true)
+}
+
+/// Whether `key` uses MODSEQ anywhere: the search is then a CONDSTORE enabling command and
+/// its answer carries the highest mod-sequence of the matches (RFC 7162 §3.1.5, §3.1.6).
+pub fn uses_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::Not(k) => uses_modseq(k),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::And(keys) => keys.iter().any(uses_modseq),
+        _ => false,
+    }
+}
+
 /// One search key (possibly a parenthesised list), `depth` levels deep.
 fn parse_key(args: &mut Args<'_>, depth: usize) -> Result<SearchKey, SearchError> {
     if depth >= MAX_DEPTH {
@@ -286,6 +326,7 @@ fn parse_key(args: &mut Args<'_>, depth: usize) -> Result<SearchKey, SearchError
             SearchKey::Header(name, string_arg(args)?)
         }
         b"KEYWORD" => SearchKey::Keyword(String::from_utf8_lossy(atom_arg(args)?).into_owned()),
+        b"MODSEQ" => SearchKey::ModSeq(modseq_arg(args)?),
         b"LARGER" => SearchKey::Larger(parse_number(atom_arg(args)?).ok_or(ParseError::BadAtom)?),
         b"NEW" => SearchKey::New,
         b"NOT" => SearchKey::Not(Box::new(parse_key(args, depth + 1)?)),
@@ -331,6 +372,8 @@ pub trait Candidate {
     fn size(&self) -> u64;
     /// INTERNALDATE in unix seconds.
     fn internal_date(&self) -> i64;
+    /// The mod-sequence (RFC 7162).
+    fn modseq(&self) -> u64;
     /// Whether the message carries the keyword `name` (resolved through the mailbox's keyword
     /// list; `false` for keywords the mailbox does not know).
     fn has_keyword(&self, name: &str) -> bool;
@@ -402,6 +445,7 @@ pub fn matches(key: &SearchKey, c: &mut dyn Candidate, largest_msn: u32, largest
         recent: c.recent(),
         size: c.size(),
         internal_date: DateTime::from_timestamp(c.internal_date(), 0).map(|d| d.date_naive()),
+        modseq: c.modseq(),
         keywords,
         largest_msn,
         largest_uid,
@@ -422,6 +466,7 @@ struct Facts<'k> {
     size: u64,
     /// The internal date's day in UTC (`None` if out of chrono's range).
     internal_date: Option<NaiveDate>,
+    modseq: u64,
     keywords: Vec<(&'k str, bool)>,
     largest_msn: u32,
     largest_uid: u32,
@@ -461,6 +506,7 @@ impl Facts<'_> {
             SearchKey::Since(d) => self.internal_date.is_some_and(|day| day >= *d),
             SearchKey::Uid(set) => set.contains(self.uid, self.largest_uid),
             SearchKey::Sequence(set) => set.contains(self.msn, self.largest_msn),
+            SearchKey::ModSeq(n) => self.modseq >= *n,
             SearchKey::Not(k) => !self.eval(k, content),
             SearchKey::Or(a, b) => {
                 // The cheap side first: it may make loading the content unnecessary.
@@ -691,11 +737,17 @@ fn append_bodies(message: &Message<'_>, out: &mut String) {
 /// `* ESEARCH (TAG "a1") UID MIN 2 MAX 9 COUNT 3 ALL 2,5,9` (`UID` when `uid`), with the
 /// requested options in that order; an empty `ret` means ALL. MIN, MAX and ALL are left out
 /// when nothing matched; COUNT is always written when requested.
+///
+/// `modseqs` (the mod-sequence of each match, in the same order) is given when the search used
+/// MODSEQ: a non-empty answer then ends with the highest mod-sequence of the messages it
+/// returns, `(MODSEQ n)` in the classic form (RFC 7162 §3.1.6) and `MODSEQ n` in ESEARCH
+/// (§3.1.10), where with only MIN and/or MAX the messages returned are those two.
 pub fn write_results(
     tag: &[u8],
     uid: bool,
     ret: Option<&[ReturnOption]>,
     matches: &[u32],
+    modseqs: Option<&[u64]>,
     out: &mut Vec<u8>,
 ) {
     let Some(ret) = ret else {
@@ -703,6 +755,11 @@ pub fn write_results(
         for n in matches {
             out.push(b' ');
             out.extend_from_slice(n.to_string().as_bytes());
+        }
+        if let Some(highest) = modseqs.and_then(|m| m.iter().max()) {
+            out.extend_from_slice(b" (MODSEQ ");
+            out.extend_from_slice(highest.to_string().as_bytes());
+            out.push(b')');
         }
         out.extend_from_slice(b"\r\n");
         return;
@@ -714,14 +771,16 @@ pub fn write_results(
     if uid {
         out.extend_from_slice(b" UID");
     }
+    let min = matches.iter().enumerate().min_by_key(|&(_, n)| n);
+    let max = matches.iter().enumerate().max_by_key(|&(_, n)| n);
     if wants(ReturnOption::Min)
-        && let Some(min) = matches.iter().min()
+        && let Some((_, min)) = min
     {
         out.extend_from_slice(b" MIN ");
         out.extend_from_slice(min.to_string().as_bytes());
     }
     if wants(ReturnOption::Max)
-        && let Some(max) = matches.iter().max()
+        && let Some((_, max)) = max
     {
         out.extend_from_slice(b" MAX ");
         out.extend_from_slice(max.to_string().as_bytes());
@@ -738,6 +797,25 @@ pub fn write_results(
             let mut sorted = matches.to_vec();
             sorted.sort_unstable();
             write_compact(&sorted, out);
+        }
+    }
+    if let Some(modseqs) = modseqs {
+        let highest = if wants(ReturnOption::All) || wants(ReturnOption::Count) {
+            modseqs.iter().max().copied()
+        } else {
+            // Only MIN and/or MAX: the messages returned are those.
+            [
+                min.filter(|_| wants(ReturnOption::Min)),
+                max.filter(|_| wants(ReturnOption::Max)),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|(i, _)| modseqs.get(i).copied())
+            .max()
+        };
+        if let Some(highest) = highest {
+            out.extend_from_slice(b" MODSEQ ");
+            out.extend_from_slice(highest.to_string().as_bytes());
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -774,6 +852,7 @@ mod tests {
         recent: bool,
         size: u64,
         internal_date: i64,
+        modseq: u64,
         keywords: Vec<&'static str>,
         content: Option<Vec<u8>>,
         loads: usize,
@@ -797,6 +876,9 @@ mod tests {
         }
         fn internal_date(&self) -> i64 {
             self.internal_date
+        }
+        fn modseq(&self) -> u64 {
+            self.modseq
         }
         fn has_keyword(&self, name: &str) -> bool {
             self.keywords.iter().any(|k| k.eq_ignore_ascii_case(name))
@@ -1206,7 +1288,7 @@ mod tests {
 
     fn results(uid: bool, ret: Option<&[ReturnOption]>, matches: &[u32]) -> String {
         let mut out = Vec::new();
-        write_results(b"a1", uid, ret, matches, &mut out);
+        write_results(b"a1", uid, ret, matches, None, &mut out);
         String::from_utf8(out).expect("ascii")
     }
 
@@ -1246,6 +1328,69 @@ mod tests {
         assert_eq!(
             results(false, Some(&[All]), &[9, 1, 2]),
             "* ESEARCH (TAG \"a1\") ALL 1:2,9\r\n"
+        );
+    }
+
+    #[test]
+    fn modseq_criterion() {
+        assert_eq!(key("MODSEQ 20"), SearchKey::ModSeq(20));
+        assert_eq!(key("MODSEQ 0"), SearchKey::ModSeq(0));
+        assert_eq!(
+            key("MODSEQ \"/flags/\\\\draft\" all 620162338 SEEN"),
+            SearchKey::And(vec![SearchKey::ModSeq(620162338), SearchKey::Seen])
+        );
+        for bad in [
+            "MODSEQ",
+            "MODSEQ x",
+            "MODSEQ 9223372036854775808",
+            "MODSEQ \"/flags/\\\\seen\" mine 5",
+            "MODSEQ \"/other/x\" all 5",
+            "MODSEQ \"/flags/\\\\seen\" all",
+        ] {
+            assert!(req(bad).is_err(), "{bad}");
+        }
+        assert!(uses_modseq(&key("OR SEEN NOT MODSEQ 4")));
+        assert!(!uses_modseq(&key("OR SEEN DELETED")));
+        let mut m = Fake {
+            modseq: 7,
+            ..Fake::default()
+        };
+        assert!(matches(&key("MODSEQ 7"), &mut m, 1, 1));
+        assert!(!matches(&key("MODSEQ 8"), &mut m, 1, 1));
+    }
+
+    #[test]
+    fn results_carry_the_highest_modseq() {
+        let write = |ret: Option<&[ReturnOption]>, ids: &[u32], modseqs: &[u64]| {
+            let mut out = Vec::new();
+            write_results(b"t", false, ret, ids, Some(modseqs), &mut out);
+            String::from_utf8(out).expect("ascii")
+        };
+        assert_eq!(
+            write(None, &[2, 5, 6], &[10, 40, 20]),
+            "* SEARCH 2 5 6 (MODSEQ 40)\r\n"
+        );
+        assert_eq!(write(None, &[], &[]), "* SEARCH\r\n");
+        assert_eq!(
+            write(Some(&[]), &[2, 5, 6], &[10, 40, 20]),
+            "* ESEARCH (TAG \"t\") ALL 2,5:6 MODSEQ 40\r\n"
+        );
+        // MIN and MAX return messages 2 and 6: the highest of their two.
+        assert_eq!(
+            write(
+                Some(&[ReturnOption::Min, ReturnOption::Max]),
+                &[2, 5, 6],
+                &[10, 40, 20]
+            ),
+            "* ESEARCH (TAG \"t\") MIN 2 MAX 6 MODSEQ 20\r\n"
+        );
+        assert_eq!(
+            write(Some(&[ReturnOption::Count]), &[2, 5], &[10, 40]),
+            "* ESEARCH (TAG \"t\") COUNT 2 MODSEQ 40\r\n"
+        );
+        assert_eq!(
+            write(Some(&[ReturnOption::Count]), &[], &[]),
+            "* ESEARCH (TAG \"t\") COUNT 0\r\n"
         );
     }
 }

@@ -5,12 +5,17 @@
 //! during FETCH, STORE or SEARCH, §5.5). The view therefore keeps its own MSN → UID list and the
 //! index snapshot it last reported, and [`Selected::catch_up`] turns the difference between that
 //! and a newer snapshot into untagged `EXPUNGE` / `EXISTS` / `RECENT` / `FETCH (FLAGS)`.
+//!
+//! With CONDSTORE enabled (RFC 7162 §3.1, §3.2.4) those FETCH responses carry `UID` and
+//! `MODSEQ`; with QRESYNC enabled (§3.2.10.2) expunges are reported as one `VANISHED <uids>`
+//! instead of `EXPUNGE` per message.
 
 use std::sync::Arc;
 
 use crate::store::flags::{Flags, SYSTEM_FLAGS};
-use crate::store::{Change, Index, Mailbox};
+use crate::store::{Change, Index, Mailbox, MessageMeta};
 
+use super::condstore::{self, Enabled};
 use super::sequence::SequenceSet;
 
 /// A selected mailbox as one session sees it.
@@ -112,15 +117,18 @@ impl Selected {
     /// Reports what changed between the view and `latest`. Expunges are reported only when
     /// `allow_expunge`; otherwise those messages keep their numbers until a later call. Flag
     /// changes of the UIDs in `quiet` (ascending; the caller answered them itself) are taken in
-    /// without a report.
+    /// without a report. `enabled` says how: with CONDSTORE, flag FETCHes carry UID and MODSEQ
+    /// (and a message whose mod-sequence moved is reported even if its flags look the same, so
+    /// the client's cached mod-sequence stays right); with QRESYNC, expunges are VANISHED.
     pub fn catch_up(
         &mut self,
         latest: Arc<Index>,
         allow_expunge: bool,
         quiet: &[u32],
+        enabled: Enabled,
         out: &mut Vec<u8>,
     ) {
-        self.catch_up_with(latest, allow_expunge, quiet, out, true);
+        self.catch_up_with(latest, allow_expunge, quiet, enabled, out, true);
     }
 
     /// [`Selected::catch_up`], optionally without the change log (tests compare the two).
@@ -129,6 +137,7 @@ impl Selected {
         latest: Arc<Index>,
         allow_expunge: bool,
         quiet: &[u32],
+        enabled: Enabled,
         out: &mut Vec<u8>,
         use_log: bool,
     ) {
@@ -146,8 +155,8 @@ impl Selected {
             None
         };
         match logged {
-            Some(changes) => self.apply_logged(&latest, changes, quiet, &keywords, out),
-            None => self.compare(&latest, allow_expunge, quiet, &keywords, out),
+            Some(changes) => self.apply_logged(&latest, changes, quiet, enabled, &keywords, out),
+            None => self.compare(&latest, allow_expunge, quiet, enabled, &keywords, out),
         }
 
         // New messages: UIDs only grow, so they are the ones above the largest known.
@@ -173,6 +182,7 @@ impl Selected {
         latest: &Index,
         changes: &[(u64, Change)],
         quiet: &[u32],
+        enabled: Enabled,
         keywords: &[String],
         out: &mut Vec<u8>,
     ) {
@@ -193,28 +203,35 @@ impl Selected {
             let (Some(msn), Some(now)) = (self.msn_of(uid), latest.position(uid)) else {
                 continue;
             };
-            let flags = latest.messages[now].flags;
+            let now = &latest.messages[now];
             let before = self
                 .known
                 .position(uid)
-                .map(|i| self.known.messages[i].flags);
-            if before != Some(flags) {
-                self.write_fetch_flags(msn as usize, uid, flags, keywords, out);
+                .map(|i| (self.known.messages[i].flags, self.known.messages[i].modseq));
+            if changed(before, now, enabled) {
+                self.write_fetch_flags(msn as usize, now, enabled, keywords, out);
             }
         }
+        let mut vanished = Vec::new();
         for &(_, change) in changes {
             if let Change::Expunged(uid) = change
                 && let Ok(i) = self.uids.binary_search(&uid)
             {
-                out.extend_from_slice(b"* ");
-                out.extend_from_slice((i + 1).to_string().as_bytes());
-                out.extend_from_slice(b" EXPUNGE\r\n");
+                if enabled.qresync() {
+                    vanished.push(uid);
+                } else {
+                    out.extend_from_slice(b"* ");
+                    out.extend_from_slice((i + 1).to_string().as_bytes());
+                    out.extend_from_slice(b" EXPUNGE\r\n");
+                }
                 self.uids.remove(i);
                 if let Ok(r) = self.recent.binary_search(&uid) {
                     self.recent.remove(r);
                 }
             }
         }
+        vanished.sort_unstable();
+        condstore::write_vanished(&vanished, out);
     }
 
     /// Reports flag changes and (when allowed) expunges by comparing the view with `latest`.
@@ -223,6 +240,7 @@ impl Selected {
         latest: &Index,
         allow_expunge: bool,
         quiet: &[u32],
+        enabled: Enabled,
         keywords: &[String],
         out: &mut Vec<u8>,
     ) {
@@ -232,19 +250,25 @@ impl Selected {
             let (Some(now), Some(before)) = (latest.position(uid), self.known.position(uid)) else {
                 continue;
             };
-            let flags = latest.messages[now].flags;
-            if flags != self.known.messages[before].flags && quiet.binary_search(&uid).is_err() {
-                self.write_fetch_flags(i + 1, uid, flags, keywords, out);
+            let now = &latest.messages[now];
+            let before = &self.known.messages[before];
+            if changed(Some((before.flags, before.modseq)), now, enabled)
+                && quiet.binary_search(&uid).is_err()
+            {
+                self.write_fetch_flags(i + 1, now, enabled, keywords, out);
             }
         }
 
         if allow_expunge {
             let mut msn = 1usize;
             let mut kept = Vec::with_capacity(self.uids.len());
+            let mut vanished = Vec::new();
             for &uid in &self.uids {
                 if latest.position(uid).is_some() {
                     kept.push(uid);
                     msn += 1;
+                } else if enabled.qresync() {
+                    vanished.push(uid);
                 } else {
                     // Each EXPUNGE renumbers the rest, so the same number repeats.
                     out.extend_from_slice(b"* ");
@@ -252,6 +276,8 @@ impl Selected {
                     out.extend_from_slice(b" EXPUNGE\r\n");
                 }
             }
+            // The view's UIDs are ascending, so is this list.
+            condstore::write_vanished(&vanished, out);
             self.recent.retain(|uid| kept.binary_search(uid).is_ok());
             self.uids = kept;
         }
@@ -260,17 +286,68 @@ impl Selected {
     fn write_fetch_flags(
         &self,
         msn: usize,
-        uid: u32,
-        flags: Flags,
+        now: &MessageMeta,
+        enabled: Enabled,
         keywords: &[String],
         out: &mut Vec<u8>,
     ) {
-        out.extend_from_slice(b"* ");
-        out.extend_from_slice(msn.to_string().as_bytes());
-        out.extend_from_slice(b" FETCH (FLAGS ");
-        write_flags(flags, keywords, self.is_recent(uid), out);
-        out.extend_from_slice(b")\r\n");
+        let recent = self.is_recent(now.uid);
+        write_flag_fetch(
+            out,
+            msn,
+            now.uid,
+            Some((now.flags, keywords, recent)),
+            enabled.condstore().then_some(now.modseq),
+        );
     }
+}
+
+/// Whether a message the client knows (`before`: its flags and mod-sequence then) is to be
+/// reported: its flags changed, or, with CONDSTORE, its mod-sequence did.
+fn changed(before: Option<(Flags, u64)>, now: &MessageMeta, enabled: Enabled) -> bool {
+    match before {
+        Some((flags, modseq)) => {
+            flags != now.flags || (enabled.condstore() && modseq != now.modseq)
+        }
+        None => true,
+    }
+}
+
+/// Writes an untagged FETCH for a flag change: `* <msn> FETCH (FLAGS (...))`, or with `modseq`
+/// given (CONDSTORE enabled) `* <msn> FETCH (UID <uid> FLAGS (...) MODSEQ (<m>))`: RFC 7162
+/// §3.1 puts the mod-sequence, and §3.2.4 the UID, into every FETCH caused by a flag change
+/// once a CONDSTORE enabling command was seen. `flags` (the flags, the keyword names, whether
+/// `\Recent`) is `None` for a STORE .SILENT under CONDSTORE, which still owes the mod-sequence
+/// (§3.1.3): `* <msn> FETCH (UID <uid> MODSEQ (<m>))`.
+pub fn write_flag_fetch(
+    out: &mut Vec<u8>,
+    msn: usize,
+    uid: u32,
+    flags: Option<(Flags, &[String], bool)>,
+    modseq: Option<u64>,
+) {
+    out.extend_from_slice(b"* ");
+    out.extend_from_slice(msn.to_string().as_bytes());
+    out.extend_from_slice(b" FETCH (");
+    let mut sep: &[u8] = b"";
+    if modseq.is_some() {
+        out.extend_from_slice(b"UID ");
+        out.extend_from_slice(uid.to_string().as_bytes());
+        sep = b" ";
+    }
+    if let Some((flags, keywords, recent)) = flags {
+        out.extend_from_slice(sep);
+        out.extend_from_slice(b"FLAGS ");
+        write_flags(flags, keywords, recent, out);
+        sep = b" ";
+    }
+    if let Some(modseq) = modseq {
+        out.extend_from_slice(sep);
+        out.extend_from_slice(b"MODSEQ (");
+        out.extend_from_slice(modseq.to_string().as_bytes());
+        out.push(b')');
+    }
+    out.extend_from_slice(b")\r\n");
 }
 
 /// Writes a flag list `(\Seen $Label1)`, with `\Recent` when `recent`.
@@ -323,6 +400,11 @@ mod tests {
 
     #[test]
     fn the_change_log_reports_what_comparing_indexes_reports() {
+        log_matches_compare(Enabled::NONE);
+        log_matches_compare(Enabled::qresync_on());
+    }
+
+    fn log_matches_compare(enabled: Enabled) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::new(dir.path());
         let mailbox = store
@@ -392,8 +474,8 @@ mod tests {
                 used_log += 1;
             }
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            logged.catch_up_with(latest.clone(), allow_expunge, &[], &mut a, true);
-            compared.catch_up_with(latest, allow_expunge, &[], &mut b, false);
+            logged.catch_up_with(latest.clone(), allow_expunge, &[], enabled, &mut a, true);
+            compared.catch_up_with(latest, allow_expunge, &[], enabled, &mut b, false);
             assert_eq!(
                 String::from_utf8_lossy(&a),
                 String::from_utf8_lossy(&b),
@@ -403,5 +485,90 @@ mod tests {
             assert_eq!(logged.recent, compared.recent, "round {round}");
         }
         assert!(used_log > 100, "the log served only {used_log} catch-ups");
+    }
+
+    /// A catch-up over both paths (change log, comparison) with `enabled`.
+    fn both_ways(mailbox: &Arc<Mailbox>, start: &Arc<Index>, enabled: Enabled) -> (String, String) {
+        let latest = mailbox.snapshot();
+        let mut texts = Vec::new();
+        for use_log in [true, false] {
+            let mut view = Selected::new(mailbox.clone(), false, start.clone(), Vec::new());
+            let mut out = Vec::new();
+            view.catch_up_with(latest.clone(), true, &[], enabled, &mut out, use_log);
+            assert_eq!(view.uids, vec![1, 2, 5], "use_log {use_log}");
+            texts.push(String::from_utf8_lossy(&out).into_owned());
+        }
+        (texts.remove(0), texts.remove(0))
+    }
+
+    #[test]
+    fn qresync_reports_vanished_and_condstore_uid_and_modseq() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path());
+        let mailbox = store
+            .user("u")
+            .and_then(|m| m.open("INBOX"))
+            .expect("INBOX");
+        for _ in 0..5 {
+            mailbox
+                .append(b"Subject: x\r\n\r\nbody\r\n", 0, &[], None)
+                .expect("append");
+        }
+        let start = mailbox.snapshot();
+        let flag = |uids: &[u32], system| {
+            mailbox
+                .set_flags(
+                    uids,
+                    FlagMode::Add,
+                    Flags {
+                        system,
+                        keywords: 0,
+                    },
+                )
+                .expect("flags")
+        };
+        flag(&[2], flags::SEEN);
+        flag(&[3, 4], flags::DELETED);
+        mailbox.expunge(None).expect("expunge");
+        let latest = mailbox.snapshot();
+        let modseq_of_2 = latest.messages[1].modseq;
+
+        let (logged, compared) = both_ways(&mailbox, &start, Enabled::NONE);
+        assert_eq!(logged, compared);
+        assert_eq!(
+            logged,
+            "* 2 FETCH (FLAGS (\\Seen))\r\n* 3 EXPUNGE\r\n* 3 EXPUNGE\r\n"
+        );
+
+        let mut condstore = Enabled::NONE;
+        condstore.enable_condstore();
+        let (logged, compared) = both_ways(&mailbox, &start, condstore);
+        assert_eq!(logged, compared);
+        assert_eq!(
+            logged,
+            format!(
+                "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ ({modseq_of_2}))\r\n\
+                 * 3 EXPUNGE\r\n* 3 EXPUNGE\r\n"
+            )
+        );
+
+        let (logged, compared) = both_ways(&mailbox, &start, Enabled::qresync_on());
+        assert_eq!(logged, compared);
+        assert_eq!(
+            logged,
+            format!(
+                "* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ ({modseq_of_2}))\r\n* VANISHED 3:4\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_silent_store_under_condstore_still_owes_the_modseq() {
+        let mut out = Vec::new();
+        write_flag_fetch(&mut out, 4, 9, None, Some(77));
+        assert_eq!(out, b"* 4 FETCH (UID 9 MODSEQ (77))\r\n");
+        out.clear();
+        write_flag_fetch(&mut out, 4, 9, Some((Flags::default(), &[], true)), None);
+        assert_eq!(out, b"* 4 FETCH (FLAGS (\\Recent))\r\n");
     }
 }

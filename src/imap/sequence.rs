@@ -122,6 +122,48 @@ impl SequenceSet {
             .any(|&range| Self::interval(range, largest).is_some_and(|(lo, hi)| lo <= n && n <= hi))
     }
 
+    /// Whether the set uses `*` anywhere (RFC 7162 forbids it in QRESYNC's known-uids and
+    /// seq-match-data).
+    pub fn has_star(&self) -> bool {
+        self.ranges
+            .iter()
+            .any(|&(a, b)| a == SeqBound::Star || b == SeqBound::Star)
+    }
+
+    /// The set as disjoint, ascending, inclusive intervals, with `*` as `largest` (ranges with
+    /// `*` are left out when `largest` is 0). Costs O(r log r) for r ranges, never the size of
+    /// the ranges: `1:4294967295` is one interval.
+    pub fn intervals(&self, largest: u32) -> Vec<(u32, u32)> {
+        let mut spans: Vec<(u32, u32)> = self
+            .ranges
+            .iter()
+            .filter_map(|&range| Self::interval(range, largest))
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(spans.len());
+        for (lo, hi) in spans {
+            match merged.last_mut() {
+                Some(last) if u64::from(lo) <= u64::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        merged
+    }
+
+    /// The numbers of a set without `*`, in the order the client wrote them (each range
+    /// ascending). Lazy: a caller that stops early never walks a huge range. `*` bounds are
+    /// skipped (callers reject such sets first).
+    pub fn numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ranges.iter().flat_map(|&(a, b)| {
+            let (lo, hi) = match (a, b) {
+                (SeqBound::Number(lo), SeqBound::Number(hi)) => (lo, hi),
+                // `*` has no value here: an empty range.
+                _ => (1, 0),
+            };
+            lo..=hi
+        })
+    }
+
     /// The members present in `sorted` (strictly ascending numbers in use, e.g. every UID of the
     /// mailbox or `1..=exists`), ascending and without duplicates. `*` is the last element of
     /// `sorted`. Costs a binary search per range plus the output.
@@ -193,6 +235,38 @@ fn parse_bound(bytes: &[u8]) -> Result<SeqBound, ParseError> {
     Ok(SeqBound::Number(value))
 }
 
+/// Writes disjoint ascending inclusive ranges as a sequence set, e.g. `1:3,7,9:10` (for
+/// VANISHED, whose UID lists come as ranges and may cover UIDs that never existed, so they are
+/// never expanded). Adjacent ranges are joined. Writes nothing for an empty slice.
+pub fn write_ranges(ranges: &[(u32, u32)], out: &mut Vec<u8>) {
+    let mut pending: Option<(u32, u32)> = None;
+    let flush = |range: (u32, u32), first: bool, out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(range.0.to_string().as_bytes());
+        if range.1 != range.0 {
+            out.push(b':');
+            out.extend_from_slice(range.1.to_string().as_bytes());
+        }
+    };
+    let mut first = true;
+    for &(lo, hi) in ranges {
+        pending = match pending {
+            Some((a, b)) if u64::from(lo) <= u64::from(b) + 1 => Some((a, b.max(hi))),
+            Some(done) => {
+                flush(done, first, out);
+                first = false;
+                Some((lo, hi))
+            }
+            None => Some((lo, hi)),
+        };
+    }
+    if let Some(done) = pending {
+        flush(done, first, out);
+    }
+}
+
 /// Writes `sorted` (ascending; duplicates are skipped) as a compact sequence set, e.g.
 /// `1:3,7,9:10`. Writes nothing for an empty slice.
 pub fn write_compact(sorted: &[u32], out: &mut Vec<u8>) {
@@ -238,6 +312,24 @@ mod tests {
 
     fn set(s: &str) -> SequenceSet {
         SequenceSet::parse(s.as_bytes()).expect("valid sequence set")
+    }
+
+    #[test]
+    fn intervals_numbers_and_ranges() {
+        assert_eq!(set("7:9,1,2,4:*").intervals(6), vec![(1, 2), (4, 9)]);
+        assert_eq!(set("7:9,4:*").intervals(5), vec![(4, 5), (7, 9)]);
+        assert_eq!(set("3:*").intervals(0), vec![]);
+        assert_eq!(set("1:4294967295").intervals(3), vec![(1, u32::MAX)]);
+        assert!(set("1,3:*").has_star());
+        assert!(!set("1,3:4").has_star());
+        assert_eq!(set("5,1:3").numbers().collect::<Vec<_>>(), vec![5, 1, 2, 3]);
+        assert_eq!(set("1:4294967295").numbers().take(2).count(), 2);
+        let mut out = Vec::new();
+        write_ranges(&[(1, 3), (4, 4), (7, 7), (9, u32::MAX)], &mut out);
+        assert_eq!(out, b"1:4,7,9:4294967295");
+        out.clear();
+        write_ranges(&[], &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

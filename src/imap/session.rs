@@ -12,6 +12,7 @@ use std::mem;
 use std::time::Instant;
 
 use super::commands;
+use super::condstore::Enabled;
 use super::parser::{self, ParseError};
 use super::response::{self, CapabilityContext, Status};
 use super::scanner::{Frame, Framer, Limits, Rejection};
@@ -260,6 +261,9 @@ pub struct Session {
     loopback: bool,
     /// COMPRESS=DEFLATE is on (or starts once the `OK` is sent).
     compressed: bool,
+    /// CONDSTORE/QRESYNC as enabled by the client (RFC 7162), one byte: it fits in the padding
+    /// after the flags above, so the slab slot does not grow.
+    pub(crate) enabled: Enabled,
 }
 
 impl Default for Session {
@@ -288,6 +292,7 @@ impl Session {
             secure,
             loopback,
             compressed: false,
+            enabled: Enabled::NONE,
         }
     }
 
@@ -378,7 +383,7 @@ impl Session {
             return None;
         }
         let published = latest.published;
-        selected.catch_up(latest, true, &[], out);
+        selected.catch_up(latest, true, &[], self.enabled, out);
         Some(published)
     }
 

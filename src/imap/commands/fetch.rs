@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use super::super::condstore;
 use super::super::datetime;
 use super::super::fetch::{self, FetchAttr};
 use super::super::parser::{Args, ParseError};
@@ -14,7 +15,7 @@ use super::mailbox::store_failure;
 use super::message::{sequence_arg, targets};
 use super::selected::no_mailbox;
 use crate::store::flags::{self, Flags};
-use crate::store::{FlagMode, Mailbox, StoreError};
+use crate::store::{FlagMode, Mailbox, MessageMeta, StoreError};
 
 /// Writes `{n}\r\n` and the bytes.
 fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -29,11 +30,19 @@ fn needs_content(attrs: &[FetchAttr]) -> bool {
     attrs.iter().any(|a| {
         !matches!(
             a,
-            FetchAttr::Uid | FetchAttr::Flags | FetchAttr::InternalDate | FetchAttr::Rfc822Size
+            FetchAttr::Uid
+                | FetchAttr::Flags
+                | FetchAttr::InternalDate
+                | FetchAttr::Rfc822Size
+                | FetchAttr::ModSeq
         )
     })
 }
 
+/// FETCH and UID FETCH, with the RFC 7162 MODSEQ item (§3.1.4.2) and modifiers
+/// `(CHANGEDSINCE n)` (§3.1.4.1: only messages changed after `n`, MODSEQ implied) and, for UID
+/// FETCH with QRESYNC enabled, `(CHANGEDSINCE n VANISHED)` (§3.2.6: `* VANISHED (EARLIER)`
+/// with the UIDs of the set expunged after `n`, before any FETCH response).
 pub(crate) fn fetch_command(
     session: &mut Session,
     args: &mut Args<'_>,
@@ -43,9 +52,21 @@ pub(crate) fn fetch_command(
 ) -> Result<Outcome, ParseError> {
     let set = sequence_arg(args)?;
     let mut attrs = fetch::parse_attrs(args)?;
+    let modifiers = condstore::parse_fetch_modifiers(args)?;
     args.finish()?;
+    if let Some(text) = modifiers.refusal(uid_mode, session.enabled) {
+        response::tagged(out, tag, Status::Bad, text);
+        return Ok(Outcome::Done(Status::Bad));
+    }
     if uid_mode && !attrs.contains(&FetchAttr::Uid) {
         attrs.insert(0, FetchAttr::Uid);
+    }
+    if modifiers.changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+        attrs.push(FetchAttr::ModSeq);
+    }
+    // FETCH MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands (§3.1).
+    if attrs.contains(&FetchAttr::ModSeq) {
+        session.enabled.enable_condstore();
     }
     let targets = match targets(session, &set, uid_mode, tag, out) {
         Ok(t) => t,
@@ -54,6 +75,17 @@ pub(crate) fn fetch_command(
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
+    if let (true, Some(since)) = (modifiers.vanished, modifiers.changed_since) {
+        // Written here, so it goes out before the FETCH responses the work streams. UIDs the
+        // session still numbers (expunged meanwhile, not yet reported) are left out: a
+        // VANISHED reports them once expunges may be reported.
+        let index = selected.mailbox.snapshot();
+        let within = condstore::uid_ranges(&set, index.uid_next.saturating_sub(1));
+        let gone = condstore::vanished_earlier(&index, since, &within, 0);
+        let gone = condstore::without(&gone, selected.uids());
+        condstore::write_vanished_ranges(true, &gone, out);
+    }
+    let changed_since = modifiers.changed_since;
     let mailbox = selected.mailbox.clone();
     let set_seen = fetch::sets_seen(&attrs) && !selected.read_only;
     let recent: Vec<bool> = targets
@@ -61,12 +93,18 @@ pub(crate) fn fetch_command(
         .map(|&(_, uid)| selected.is_recent(uid))
         .collect();
     Ok(Outcome::Work(Work::streaming(move |sink| {
-        let result = fetch_work(&mailbox, &targets, &recent, &attrs, set_seen, sink);
+        let wanted = Wanted {
+            attrs: &attrs,
+            set_seen,
+            changed_since,
+        };
+        let result = fetch_work(&mailbox, &targets, &recent, &wanted, sink);
         let latest = mailbox.snapshot();
         Done::new(move |session, tag, out| {
+            let enabled = session.enabled;
             if let Some(selected) = session.selected.as_deref_mut() {
                 // Flags this FETCH set (\Seen) or others changed; no EXPUNGE during FETCH.
-                selected.catch_up(latest, false, &[], out);
+                selected.catch_up(latest, false, &[], enabled, out);
             }
             match result {
                 Ok(FetchEnd {
@@ -148,24 +186,36 @@ struct FetchEnd {
     undecodable: Option<fetch::FetchError>,
 }
 
+/// What a FETCH asks for.
+struct Wanted<'a> {
+    attrs: &'a [FetchAttr],
+    /// Answering sets \Seen (a non-PEEK body item, not in a read-only mailbox).
+    set_seen: bool,
+    /// CHANGEDSINCE: only messages whose mod-sequence is above this one are answered (and
+    /// only those get \Seen).
+    changed_since: Option<u64>,
+}
+
 /// Writes the FETCH responses to the client (`sink`) message by message.
 fn fetch_work(
     mailbox: &Mailbox,
     targets: &[(u32, u32)],
     recent: &[bool],
-    attrs: &[FetchAttr],
-    set_seen: bool,
+    wanted: &Wanted<'_>,
     sink: &mut dyn Write,
 ) -> Result<FetchEnd, FetchFailure> {
-    if set_seen {
+    let attrs = wanted.attrs;
+    let changed = |meta: &MessageMeta| wanted.changed_since.is_none_or(|m| meta.modseq > m);
+    if wanted.set_seen {
         let before = mailbox.snapshot();
         let unseen: Vec<u32> = targets
             .iter()
             .map(|&(_, uid)| uid)
             .filter(|&uid| {
-                before
-                    .position(uid)
-                    .is_some_and(|i| !before.messages[i].flags.has(flags::SEEN))
+                before.position(uid).is_some_and(|i| {
+                    let meta = &before.messages[i];
+                    !meta.flags.has(flags::SEEN) && changed(meta)
+                })
             })
             .collect();
         if !unseen.is_empty() {
@@ -194,6 +244,9 @@ fn fetch_work(
             continue;
         };
         let meta = &index.messages[position];
+        if !changed(meta) {
+            continue;
+        }
         // RFC822.SIZE needs the content only for files that do not record it (`,W=`).
         let load_content = content_items || (wants_size && meta.virtual_size().is_none());
         let raw = if load_content {
@@ -303,6 +356,9 @@ fn fetch_work(
                         // A missing part is empty, as Dovecot answers it.
                         Ok(None) | Err(_) => literal(out, b""),
                     }
+                }
+                FetchAttr::ModSeq => {
+                    out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes());
                 }
                 FetchAttr::BinarySize { part } => {
                     fetch::write_item_name(attr, out);

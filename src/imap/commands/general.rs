@@ -89,18 +89,38 @@ pub(crate) fn id(
     Ok(Outcome::Done(Status::Ok))
 }
 
-/// ENABLE (RFC 5161): no extension that needs enabling is served yet, so the `ENABLED` list is
-/// empty, which the RFC allows for unknown or unsupported names.
+/// ENABLE (RFC 5161) of CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3; QRESYNC implies
+/// CONDSTORE). `* ENABLED` lists each supported name asked for, once, also when it was already
+/// on (as Dovecot does: a client must never read a missing name as "off" for an extension that
+/// is on); unknown names are ignored, as RFC 5161 §3.1 asks.
 pub(crate) fn enable(
+    session: &mut Session,
     args: &mut Args<'_>,
     tag: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
-    args.atom()?;
+    let mut names = vec![args.atom()?];
     while !args.at_end() {
-        args.atom()?;
+        names.push(args.atom()?);
     }
-    response::untagged(out, "ENABLED");
+    let (mut condstore, mut qresync) = (false, false);
+    for name in names {
+        if name.eq_ignore_ascii_case(b"CONDSTORE") {
+            condstore = true;
+        } else if name.eq_ignore_ascii_case(b"QRESYNC") {
+            qresync = true;
+        }
+    }
+    out.extend_from_slice(b"* ENABLED");
+    if condstore {
+        session.enabled.enable_condstore();
+        out.extend_from_slice(b" CONDSTORE");
+    }
+    if qresync {
+        session.enabled.enable_qresync();
+        out.extend_from_slice(b" QRESYNC");
+    }
+    out.extend_from_slice(b"\r\n");
     response::tagged(out, tag, Status::Ok, "ENABLE completed");
     Ok(Outcome::Done(Status::Ok))
 }

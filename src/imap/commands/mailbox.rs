@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
+use super::super::condstore;
 use super::super::mailbox_name;
 use super::super::parser::{Args, ParseError, Token};
 use super::super::response::{self, Status};
-use super::super::selected::Selected;
+use super::super::selected::{Selected, write_flag_fetch};
 use super::super::session::{Context, Done, Outcome, Session, Work};
 use crate::store::flags::SYSTEM_FLAGS;
-use crate::store::{MailboxInfo, Store, StoreError, UserMail};
+use crate::store::{Index, MailboxInfo, Store, StoreError, UserMail};
 
 /// The hierarchy separator on the wire (Maildir++ folders are `.Parent.Child`).
 pub const SEPARATOR: char = '.';
@@ -67,16 +68,35 @@ fn with_mail<T: Send + 'static>(
     }))
 }
 
+/// SELECT and EXAMINE, with the RFC 7162 parameters: `(CONDSTORE)` (§3.1.8) and
+/// `(QRESYNC (uidvalidity modseq [known-uids] [seq-match-data]))` (§3.2.5), which needs
+/// `ENABLE QRESYNC` first (§3.2.3: else BAD).
 pub(crate) fn select(
     session: &mut Session,
     args: &mut Args<'_>,
+    tag: &[u8],
     ctx: &Context<'_>,
+    out: &mut Vec<u8>,
     read_only: bool,
 ) -> Result<Outcome, ParseError> {
     let name = mailbox_arg(args)?;
+    let params = condstore::parse_select_params(args)?;
     args.finish()?;
-    // RFC 3501: SELECT and EXAMINE leave the current mailbox even when they fail.
-    session.selected = None;
+    if params.qresync.is_some() && !session.enabled.qresync() {
+        response::tagged(out, tag, Status::Bad, "QRESYNC needs ENABLE QRESYNC first");
+        return Ok(Outcome::Done(Status::Bad));
+    }
+    // Both parameters are CONDSTORE enabling commands (§3.1).
+    if params.condstore || params.qresync.is_some() {
+        session.enabled.enable_condstore();
+    }
+    // RFC 3501: SELECT and EXAMINE leave the current mailbox even when they fail. RFC 7162
+    // §3.2.11: a server offering CONDSTORE/QRESYNC marks that with [CLOSED], whatever the
+    // client enabled, so that the client knows which mailbox later responses are about.
+    if session.selected.take().is_some() {
+        out.extend_from_slice(b"* OK [CLOSED] Previous mailbox closed\r\n");
+    }
+    let qresync = params.qresync;
     Ok(with_mail(
         session,
         ctx,
@@ -115,6 +135,20 @@ pub(crate) fn select(
                 )
                 .as_bytes(),
             );
+            // RFC 7162 §3.1.2.1: once CONDSTORE is enabled (this command may have done it).
+            if session.enabled.condstore() {
+                out.extend_from_slice(
+                    format!(
+                        "* OK [HIGHESTMODSEQ {}] Highest mailbox mod-sequence\r\n",
+                        index.highest_modseq
+                    )
+                    .as_bytes(),
+                );
+            }
+            // §3.2.5.1: a UIDVALIDITY that does not match makes it a plain SELECT.
+            if let Some(q) = qresync.filter(|q| q.uid_validity == index.uid_validity) {
+                write_resync(&view, &index, &q, &keywords, out);
+            }
             let (code, verb) = if read_only {
                 ("[READ-ONLY]", "EXAMINE")
             } else {
@@ -125,6 +159,56 @@ pub(crate) fn select(
             Status::Ok
         },
     ))
+}
+
+/// The resynchronisation part of a SELECT/EXAMINE (QRESYNC ...) answer (RFC 7162 §3.2.5.1),
+/// as if the client had sent `UID FETCH <known-uids> (FLAGS) (CHANGEDSINCE <modseq>
+/// VANISHED)`: `* VANISHED (EARLIER)` with the known UIDs expunged since `modseq`, then
+/// `* n FETCH (UID u FLAGS (...) MODSEQ (m))` for the known messages changed since (added ones
+/// too: they changed after `modseq`). `view` is fresh from `index`.
+///
+/// A mod-sequence above HIGHESTMODSEQ comes from another history (a folder migrated from
+/// another server): then every known message is sent and VANISHED lists every known UID that is
+/// not in the folder (see [`condstore`] for this and for seq-match-data).
+fn write_resync(
+    view: &Selected,
+    index: &Index,
+    q: &condstore::Qresync,
+    keywords: &[String],
+    out: &mut Vec<u8>,
+) {
+    // UIDs from UIDNEXT on were never given out: the client cannot know them.
+    let last_uid = index.uid_next.saturating_sub(1);
+    let within: Vec<(u32, u32)> = match &q.known_uids {
+        Some(set) => condstore::uid_ranges(set, last_uid),
+        None if last_uid == 0 => Vec::new(),
+        None => vec![(1, last_uid)],
+    };
+    let floor = q.seq_match.as_ref().map_or(0, |(seqs, uids)| {
+        condstore::seq_match_floor(index, seqs, uids)
+    });
+    let vanished = condstore::vanished_earlier(index, q.modseq, &within, floor);
+    condstore::write_vanished_ranges(true, &vanished, out);
+    let since = if q.modseq > index.highest_modseq {
+        0
+    } else {
+        q.modseq
+    };
+    for m in index.changed_since(since) {
+        if q.known_uids.is_some() && !condstore::in_ranges(&within, m.uid) {
+            continue;
+        }
+        let Some(msn) = view.msn_of(m.uid) else {
+            continue;
+        };
+        write_flag_fetch(
+            out,
+            msn as usize,
+            m.uid,
+            Some((m.flags, keywords, view.is_recent(m.uid))),
+            Some(m.modseq),
+        );
+    }
 }
 
 /// `\Answered \Flagged \Deleted \Seen \Draft` and the mailbox's keywords.
@@ -304,10 +388,14 @@ enum StatusItem {
     UidValidity,
     Unseen,
     Size,
+    /// RFC 7162 §3.1.7.
+    HighestModseq,
 }
 
+/// STATUS, with SIZE (RFC 8438) and HIGHESTMODSEQ (RFC 7162 §3.1.7, a CONDSTORE enabling
+/// command).
 pub(crate) fn status(
-    session: &Session,
+    session: &mut Session,
     args: &mut Args<'_>,
     ctx: &Context<'_>,
 ) -> Result<Outcome, ParseError> {
@@ -326,6 +414,7 @@ pub(crate) fn status(
                 b"UIDVALIDITY" => StatusItem::UidValidity,
                 b"UNSEEN" => StatusItem::Unseen,
                 b"SIZE" => StatusItem::Size,
+                b"HIGHESTMODSEQ" => StatusItem::HighestModseq,
                 _ => return Err(ParseError::BadAtom),
             }),
             _ => return Err(ParseError::Unbalanced),
@@ -334,6 +423,9 @@ pub(crate) fn status(
     args.finish()?;
     if items.is_empty() {
         return Err(ParseError::MissingArgument);
+    }
+    if items.iter().any(|i| matches!(i, StatusItem::HighestModseq)) {
+        session.enabled.enable_condstore();
     }
     Ok(with_mail(
         session,
@@ -361,6 +453,9 @@ pub(crate) fn status(
                     StatusItem::UidValidity => format!("UIDVALIDITY {}", index.uid_validity),
                     StatusItem::Unseen => format!("UNSEEN {}", index.unseen()),
                     StatusItem::Size => format!("SIZE {}", index.total_size()),
+                    StatusItem::HighestModseq => {
+                        format!("HIGHESTMODSEQ {}", index.highest_modseq)
+                    }
                 };
                 out.extend_from_slice(text.as_bytes());
             }

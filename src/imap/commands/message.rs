@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
+use super::super::condstore;
 use super::super::datetime;
 use super::super::parser::{Args, ParseError, Token};
 use super::super::response::{self, Status};
-use super::super::selected::write_flags;
+use super::super::selected::{write_flag_fetch, write_flags};
 use super::super::sequence::{SequenceSet, write_compact};
 use super::super::session::{Context, Done, Outcome, Session, Work};
 use super::fetch::fetch_command;
@@ -143,6 +144,12 @@ fn keyword_bits(mailbox: &Mailbox, names: &[String]) -> Result<u32, StoreError> 
     Ok(bits)
 }
 
+/// STORE and UID STORE, with RFC 7162's `(UNCHANGEDSINCE n)` modifier (§3.1.3): messages
+/// changed after `n` are left alone and listed in `OK [MODIFIED set]` (sequence numbers, or
+/// UIDs for UID STORE). Once CONDSTORE is enabled (UNCHANGEDSINCE enables it), every FETCH of
+/// the answer carries UID and MODSEQ, and .SILENT still sends `FETCH (UID u MODSEQ (m))` for
+/// each message stored, as §3.1.3 requires for a conditional STORE (for a plain one too, so
+/// that the client's cached mod-sequences stay right).
 fn store(
     session: &mut Session,
     args: &mut Args<'_>,
@@ -151,6 +158,7 @@ fn store(
     uid_mode: bool,
 ) -> Result<Outcome, ParseError> {
     let set = sequence_arg(args)?;
+    let unchanged_since = condstore::parse_store_modifiers(args)?;
     let item = args.atom()?.to_ascii_uppercase();
     let (mode, silent) = match item.as_slice() {
         b"FLAGS" => (FlagMode::Replace, false),
@@ -163,6 +171,9 @@ fn store(
     };
     let (system, keywords) = flag_list(args)?;
     args.finish()?;
+    if unchanged_since.is_some() {
+        session.enabled.enable_condstore();
+    }
     let targets = match targets(session, &set, uid_mode, tag, out) {
         Ok(t) => t,
         Err(outcome) => return Ok(outcome),
@@ -177,44 +188,73 @@ fn store(
     Ok(Outcome::Work(Work::new(move || {
         let uids: Vec<u32> = targets.iter().map(|&(_, uid)| uid).collect();
         let result = keyword_bits(&mailbox, &keywords).and_then(|bits| {
-            mailbox.set_flags(
+            mailbox.store_flags(
                 &uids,
                 mode,
                 Flags {
                     system,
                     keywords: bits,
                 },
+                unchanged_since,
             )
         });
         let latest = mailbox.snapshot();
         let names = mailbox.keywords();
         Done::new(move |session, tag, out| {
-            let changed = match result {
-                Ok(changed) => changed,
+            let done = match result {
+                Ok(done) => done,
                 Err(e) => return store_failure(&e, tag, out),
             };
+            let enabled = session.enabled;
             let Some(selected) = session.selected.as_deref_mut() else {
                 return store_failure(&StoreError::NoSuchMessage(0), tag, out);
             };
-            if !silent {
-                for (uid, flags) in &changed {
-                    let Some(msn) = selected.msn_of(*uid) else {
+            if !silent || enabled.condstore() {
+                for stored in &done.stored {
+                    let Some(msn) = selected.msn_of(stored.uid) else {
                         continue;
                     };
-                    out.extend_from_slice(format!("* {msn} FETCH (").as_bytes());
-                    if uid_mode {
-                        out.extend_from_slice(format!("UID {uid} ").as_bytes());
+                    let modseq = enabled.condstore().then_some(stored.modseq);
+                    let flags = (!silent).then(|| {
+                        (
+                            stored.flags,
+                            names.as_slice(),
+                            selected.is_recent(stored.uid),
+                        )
+                    });
+                    if modseq.is_none() && uid_mode {
+                        // RFC 3501 §6.4.8: UID STORE answers carry the UID.
+                        out.extend_from_slice(
+                            format!("* {msn} FETCH (UID {} FLAGS ", stored.uid).as_bytes(),
+                        );
+                        write_flags(stored.flags, &names, selected.is_recent(stored.uid), out);
+                        out.extend_from_slice(b")\r\n");
+                    } else {
+                        write_flag_fetch(out, msn as usize, stored.uid, flags, modseq);
                     }
-                    out.extend_from_slice(b"FLAGS ");
-                    write_flags(*flags, &names, selected.is_recent(*uid), out);
-                    out.extend_from_slice(b")\r\n");
                 }
             }
             // Our own changes are answered above (or silenced); others' are reported.
-            let mut ours: Vec<u32> = changed.iter().map(|&(uid, _)| uid).collect();
-            ours.sort_unstable();
-            selected.catch_up(latest, false, &ours, out);
-            response::tagged(out, tag, Status::Ok, "STORE completed");
+            let ours: Vec<u32> = done.stored.iter().map(|s| s.uid).collect();
+            selected.catch_up(latest, false, &ours, enabled, out);
+            if done.modified.is_empty() {
+                response::tagged(out, tag, Status::Ok, "STORE completed");
+            } else {
+                // Refused messages by sequence number for STORE, by UID for UID STORE.
+                let mut ids: Vec<u32> = if uid_mode {
+                    done.modified
+                } else {
+                    done.modified
+                        .iter()
+                        .filter_map(|&uid| selected.msn_of(uid))
+                        .collect()
+                };
+                ids.sort_unstable();
+                let mut text = b"[MODIFIED ".to_vec();
+                write_compact(&ids, &mut text);
+                text.extend_from_slice(b"] Conditional STORE failed for some messages");
+                response::tagged(out, tag, Status::Ok, &String::from_utf8_lossy(&text));
+            }
             Status::Ok
         })
     })))
@@ -290,8 +330,9 @@ fn copy(
                 Ok(v) => v,
                 Err(e) => return destination_failure(&e, tag, out),
             };
+            let moved_any = !pairs.is_empty();
             let mut code = Vec::new();
-            if !pairs.is_empty() {
+            if moved_any {
                 let mut pairs = pairs;
                 pairs.sort_unstable();
                 let src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
@@ -305,10 +346,19 @@ fn copy(
             let code = String::from_utf8_lossy(&code).into_owned();
             if is_move {
                 out.extend_from_slice(format!("* OK {code}Moved\r\n").as_bytes());
+                let enabled = session.enabled;
+                // With QRESYNC the moved messages go as VANISHED, and the OK tells the new
+                // HIGHESTMODSEQ, as after EXPUNGE (RFC 6851 §4.4, RFC 7162 §3.2.7).
+                let highest = latest.highest_modseq;
                 if let Some(selected) = session.selected.as_deref_mut() {
-                    selected.catch_up(latest, true, &[], out);
+                    selected.catch_up(latest, true, &[], enabled, out);
                 }
-                response::tagged(out, tag, Status::Ok, "MOVE completed");
+                if enabled.qresync() && moved_any {
+                    let text = format!("[HIGHESTMODSEQ {highest}] MOVE completed");
+                    response::tagged(out, tag, Status::Ok, &text);
+                } else {
+                    response::tagged(out, tag, Status::Ok, "MOVE completed");
+                }
             } else {
                 response::tagged(out, tag, Status::Ok, &format!("{code}COPY completed"));
             }
@@ -365,10 +415,11 @@ pub(crate) fn append(
             Ok((mailbox, uid)) => {
                 let index = mailbox.snapshot();
                 // Appending to the selected mailbox: the client learns of it at once.
+                let enabled = session.enabled;
                 if let Some(selected) = session.selected.as_deref_mut()
                     && Arc::ptr_eq(&selected.mailbox, &mailbox)
                 {
-                    selected.catch_up(index.clone(), true, &[], out);
+                    selected.catch_up(index.clone(), true, &[], enabled, out);
                 }
                 response::tagged(
                     out,

@@ -89,7 +89,7 @@ pub(crate) fn dispatch(
         C::Capability => general::capability(session, &args, tag, ctx, out),
         C::Logout => general::logout(&args, tag, out),
         C::Id => general::id(&mut args, tag, out),
-        C::Enable => general::enable(&mut args, tag, out),
+        C::Enable => general::enable(session, &mut args, tag, out),
         C::Login | C::Authenticate if !session.login_allowed(ctx) => {
             response::tagged(
                 out,
@@ -106,8 +106,8 @@ pub(crate) fn dispatch(
         C::Idle => idle::start(session, &args, tag, ctx, out),
         C::Noop if session.selected.is_some() => selected::noop(session, &args, tag, ctx, out),
         C::Noop => general::noop(&args, tag, out),
-        C::Select => mailbox::select(session, &mut args, ctx, false),
-        C::Examine => mailbox::select(session, &mut args, ctx, true),
+        C::Select => mailbox::select(session, &mut args, tag, ctx, out, false),
+        C::Examine => mailbox::select(session, &mut args, tag, ctx, out, true),
         C::Create => mailbox::simple(session, &mut args, ctx, "CREATE", UserMail::create),
         C::Delete => mailbox::simple(session, &mut args, ctx, "DELETE", UserMail::delete),
         C::Subscribe => mailbox::simple(session, &mut args, ctx, "SUBSCRIBE", UserMail::subscribe),

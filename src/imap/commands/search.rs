@@ -1,4 +1,5 @@
-//! SEARCH and UID SEARCH, evaluated on the blocking pool against the session's view.
+//! SEARCH and UID SEARCH, evaluated on the blocking pool against the session's view, with
+//! RFC 7162's MODSEQ criterion (§3.1.5) and `(MODSEQ n)` answer (§3.1.6, §3.1.10).
 
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ impl Candidate for SearchItem<'_> {
     fn internal_date(&self) -> i64 {
         self.index.messages[self.position].internal_date
     }
+    fn modseq(&self) -> u64 {
+        self.index.messages[self.position].modseq
+    }
     fn has_keyword(&self, name: &str) -> bool {
         self.keywords
             .iter()
@@ -78,23 +82,31 @@ pub(crate) fn search_command(
             return Ok(Outcome::Done(Status::No));
         }
     };
+    // SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1).
+    let with_modseq = search::uses_modseq(&request.key);
+    if with_modseq {
+        session.enabled.enable_condstore();
+    }
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
     let view = View::of(selected);
     let tag_owned = tag.to_vec();
     Ok(Outcome::Work(Work::new(move || {
-        let found: Vec<u32> = view
-            .matching(&request.key)
-            .into_iter()
+        let matches = view.matching(&request.key);
+        let found: Vec<u32> = matches
+            .iter()
             .map(|m| if uid_mode { m.uid } else { m.msn })
             .collect();
+        let modseqs: Option<Vec<u64>> =
+            with_modseq.then(|| matches.iter().map(|m| m.modseq).collect());
         let mut body = Vec::new();
         search::write_results(
             &tag_owned,
             uid_mode,
             request.ret.as_deref(),
             &found,
+            modseqs.as_deref(),
             &mut body,
         );
         Done::new(move |_, tag, out| {
@@ -120,6 +132,8 @@ pub(super) struct Match {
     /// RFC822.SIZE.
     pub(super) size: u64,
     pub(super) internal_date: i64,
+    /// The mod-sequence (RFC 7162), for the `(MODSEQ n)` of a search that used MODSEQ.
+    pub(super) modseq: u64,
 }
 
 impl View {
@@ -161,6 +175,7 @@ impl View {
                     uid,
                     size: item.size(),
                     internal_date: item.internal_date(),
+                    modseq: item.modseq(),
                 });
             }
         }

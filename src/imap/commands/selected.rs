@@ -33,6 +33,7 @@ pub(crate) fn noop(
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
     args.finish()?;
+    let enabled = session.enabled;
     let outcome = match session.selected.as_deref_mut() {
         Some(_) if !ctx.settings.noop_poll => NoopOutcome::Disabled,
         Some(selected) => {
@@ -40,7 +41,7 @@ pub(crate) fn noop(
             if selected.is_current(&latest) {
                 NoopOutcome::Unchanged
             } else {
-                selected.catch_up(latest, true, &[], out);
+                selected.catch_up(latest, true, &[], enabled, out);
                 NoopOutcome::Changed
             }
         }
@@ -52,13 +53,21 @@ pub(crate) fn noop(
 }
 
 /// Brings the session's view up to `index` (expunges included), then answers OK with `text`.
-fn reported(result: Result<Arc<Index>, StoreError>, text: &'static str) -> Done {
+/// With `expunged` (this command removed messages) and QRESYNC enabled, the OK carries the
+/// new HIGHESTMODSEQ (RFC 7162 §3.2.7, §3.2.9).
+fn reported(result: Result<(Arc<Index>, bool), StoreError>, text: &'static str) -> Done {
     Done::new(move |session, tag, out| match result {
-        Ok(index) => {
+        Ok((index, expunged)) => {
+            let enabled = session.enabled;
+            let code = (expunged && enabled.qresync())
+                .then(|| format!("[HIGHESTMODSEQ {}] ", index.highest_modseq));
             if let Some(selected) = session.selected.as_deref_mut() {
-                selected.catch_up(index, true, &[], out);
+                selected.catch_up(index, true, &[], enabled, out);
             }
-            response::tagged(out, tag, Status::Ok, text);
+            match code {
+                Some(code) => response::tagged(out, tag, Status::Ok, &format!("{code}{text}")),
+                None => response::tagged(out, tag, Status::Ok, text),
+            }
             Status::Ok
         }
         Err(e) => store_failure(&e, tag, out),
@@ -78,11 +87,15 @@ pub(crate) fn check(
     };
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {
-        reported(mailbox.sync().map(|sync| sync.index), "CHECK completed")
+        reported(
+            mailbox.sync().map(|sync| (sync.index, false)),
+            "CHECK completed",
+        )
     })))
 }
 
 /// CLOSE: silently removes `\Deleted` messages (unless read-only), then leaves the mailbox.
+/// Also with QRESYNC: no VANISHED and no HIGHESTMODSEQ (RFC 7162 §3.2.8).
 pub(crate) fn close(
     session: &mut Session,
     args: &Args<'_>,
@@ -124,7 +137,7 @@ pub(crate) fn unselect(
 }
 
 /// EXPUNGE and UID EXPUNGE (RFC 4315): removes `\Deleted` messages (only those in the UID set
-/// for UID EXPUNGE) and reports each removal.
+/// for UID EXPUNGE) and reports each removal (as one VANISHED with QRESYNC, RFC 7162 §3.2.7).
 pub(crate) fn expunge(
     session: &mut Session,
     only: Option<Vec<u32>>,
@@ -139,7 +152,9 @@ pub(crate) fn expunge(
     }
     let mailbox = selected.mailbox.clone();
     Ok(Outcome::Work(Work::new(move || {
-        let result = mailbox.expunge(only.as_deref()).map(|_| mailbox.snapshot());
+        let result = mailbox
+            .expunge(only.as_deref())
+            .map(|gone| (mailbox.snapshot(), !gone.is_empty()));
         reported(result, "EXPUNGE completed")
     })))
 }

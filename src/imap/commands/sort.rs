@@ -5,6 +5,7 @@
 //! itself run in a [`Work`] on the blocking pool, since they read message files; only the
 //! header block of each file is read, never the body.
 
+use std::cell::RefCell;
 use std::io::Read;
 
 use memchr::memmem;
@@ -40,7 +41,9 @@ fn refuse(e: SearchError, tag: &[u8], out: &mut Vec<u8>) -> Result<Outcome, Pars
     }
 }
 
-/// `SORT [RETURN (...)] (criteria) charset search-keys`.
+/// `SORT [RETURN (...)] (criteria) charset search-keys`. With a MODSEQ criterion (a CONDSTORE
+/// enabling command) a non-empty answer ends with the highest mod-sequence of the messages
+/// returned: `* SORT 2 1 (MODSEQ n)` (RFC 7162 §3.1.9) or `MODSEQ n` in ESORT (§3.1.10).
 pub(crate) fn sort_command(
     session: &mut Session,
     args: &mut Args<'_>,
@@ -57,6 +60,10 @@ pub(crate) fn sort_command(
         Ok((_, key)) => key,
         Err(e) => return refuse(e, tag, out),
     };
+    let with_modseq = search::uses_modseq(&key);
+    if with_modseq {
+        session.enabled.enable_condstore();
+    }
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
@@ -64,14 +71,24 @@ pub(crate) fn sort_command(
     let tag_owned = tag.to_vec();
     Ok(Outcome::Work(Work::new(move || {
         let needs = Needs::for_criteria(&criteria);
-        let items = read_items(&view, &key, needs, uid_mode, |m, id, header| SortItem {
-            msn: m.msn,
-            id,
-            internal_date: m.internal_date,
-            size: m.size,
-            header,
+        // (id, mod-sequence) of each match, ascending by id (matches come in sequence order,
+        // which is UID order too).
+        let modseqs = RefCell::new(Vec::new());
+        let items = read_items(&view, &key, needs, uid_mode, |m, id, header| {
+            modseqs.borrow_mut().push((id, m.modseq));
+            SortItem {
+                msn: m.msn,
+                id,
+                internal_date: m.internal_date,
+                size: m.size,
+                header,
+            }
         });
+        let modseqs = modseqs.into_inner();
         let sorted = sort::sort(items, &criteria);
+        let highest = with_modseq
+            .then(|| highest_returned(ret.as_deref(), &sorted, &modseqs))
+            .flatten();
         let mut body = Vec::new();
         match ret {
             None => {
@@ -80,9 +97,19 @@ pub(crate) fn sort_command(
                     body.push(b' ');
                     body.extend_from_slice(id.to_string().as_bytes());
                 }
+                if let Some(highest) = highest {
+                    body.extend_from_slice(format!(" (MODSEQ {highest})").as_bytes());
+                }
                 body.extend_from_slice(b"\r\n");
             }
-            Some(options) => write_esort(&tag_owned, uid_mode, &options, &sorted, &mut body),
+            Some(options) => {
+                write_esort(&tag_owned, uid_mode, &options, &sorted, &mut body);
+                if let Some(highest) = highest {
+                    // Before the line end write_esort put there.
+                    body.truncate(body.len().saturating_sub(2));
+                    body.extend_from_slice(format!(" MODSEQ {highest}\r\n").as_bytes());
+                }
+            }
         }
         Done::new(move |_, tag, out| {
             out.extend_from_slice(&body);
@@ -90,6 +117,34 @@ pub(crate) fn sort_command(
             Status::Ok
         })
     })))
+}
+
+/// The highest mod-sequence of the messages a SORT answer returns (RFC 7162 §3.1.9, §3.1.10):
+/// all of them, except for an ESORT asking only for MIN and/or MAX, which returns the first
+/// and the last of the sort order. `None` when it returns none. `modseqs` is ascending by id.
+fn highest_returned(
+    options: Option<&[ReturnOption]>,
+    sorted: &[u32],
+    modseqs: &[(u32, u64)],
+) -> Option<u64> {
+    let of = |id: &u32| {
+        modseqs
+            .binary_search_by_key(id, |&(i, _)| i)
+            .ok()
+            .map(|i| modseqs[i].1)
+    };
+    let only = |o: &[ReturnOption]| {
+        !o.is_empty() && !o.contains(&ReturnOption::All) && !o.contains(&ReturnOption::Count)
+    };
+    match options {
+        Some(o) if only(o) => {
+            let first = sorted.first().filter(|_| o.contains(&ReturnOption::Min));
+            let last = sorted.last().filter(|_| o.contains(&ReturnOption::Max));
+            first.into_iter().chain(last).filter_map(of).max()
+        }
+        _ if sorted.is_empty() => None,
+        _ => modseqs.iter().map(|&(_, m)| m).max(),
+    }
 }
 
 /// `THREAD algorithm charset search-keys`.
@@ -290,6 +345,27 @@ mod tests {
             esort(false, &[Min, Max, Count, All], &[]),
             "* ESEARCH (TAG \"a1\") COUNT 0\r\n"
         );
+    }
+
+    #[test]
+    fn modseq_of_what_a_sort_returns() {
+        use ReturnOption::{All, Count, Max, Min};
+        let modseqs = [(1, 30), (2, 10), (3, 20)];
+        assert_eq!(highest_returned(None, &[2, 3, 1], &modseqs), Some(30));
+        assert_eq!(highest_returned(Some(&[]), &[2, 3, 1], &modseqs), Some(30));
+        assert_eq!(
+            highest_returned(Some(&[Min, Max]), &[2, 3, 1], &modseqs),
+            Some(30)
+        );
+        assert_eq!(
+            highest_returned(Some(&[Min]), &[2, 3, 1], &modseqs),
+            Some(10)
+        );
+        assert_eq!(
+            highest_returned(Some(&[Max, Count]), &[2, 3], &modseqs),
+            Some(30)
+        );
+        assert_eq!(highest_returned(Some(&[All]), &[], &[]), None);
     }
 
     #[test]

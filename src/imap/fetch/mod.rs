@@ -81,6 +81,8 @@ pub enum FetchAttr {
     BinarySize {
         part: Vec<u32>,
     },
+    /// `MODSEQ` (RFC 7162 §3.1.4.2): the message's mod-sequence.
+    ModSeq,
 }
 
 impl FetchAttr {
@@ -190,6 +192,7 @@ fn parse_attr(atom: &[u8]) -> Result<FetchAttr, ParseError> {
             (b"RFC822", FetchAttr::Rfc822),
             (b"RFC822.HEADER", FetchAttr::Rfc822Header),
             (b"RFC822.TEXT", FetchAttr::Rfc822Text),
+            (b"MODSEQ", FetchAttr::ModSeq),
         ];
         return simple
             .into_iter()
@@ -445,6 +448,7 @@ pub fn write_item_name(attr: &FetchAttr, out: &mut Vec<u8>) {
         FetchAttr::Rfc822 => b"RFC822",
         FetchAttr::Rfc822Header => b"RFC822.HEADER",
         FetchAttr::Rfc822Text => b"RFC822.TEXT",
+        FetchAttr::ModSeq => b"MODSEQ",
         FetchAttr::BodySection {
             section, partial, ..
         } => {
