@@ -38,6 +38,9 @@ pub struct UserInfo {
     pub scheme: String,
 }
 
+/// One user's extra fields, `(key, value)` in line order.
+pub type ExtraFields = Vec<(String, String)>;
+
 /// The passwd-file on disk: reads and atomically rewrites it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PasswdFile {
@@ -147,6 +150,27 @@ impl PasswdFile {
                 scheme: scheme_label(u.password),
             })
             .collect())
+    }
+
+    /// Each user's extra fields (the eighth field, `key=value` words separated by spaces; a
+    /// word without `=` has an empty value), in file order, users without any left out. The
+    /// first line of a name wins, as at login. A missing file is an `Io` error with kind
+    /// `NotFound`.
+    pub fn extra_fields(&self) -> Result<Vec<(String, ExtraFields)>, AuthError> {
+        let doc = read_document(&self.path)?
+            .ok_or_else(|| AuthError::io(&self.path, io::Error::from(io::ErrorKind::NotFound)))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for user in doc.users() {
+            if !seen.insert(user.name) {
+                continue;
+            }
+            let fields = user.extra_fields();
+            if !fields.is_empty() {
+                out.push((user.name.to_owned(), fields));
+            }
+        }
+        Ok(out)
     }
 
     /// The file to rewrite: the configured path, or what it points to if it is a symlink (so
@@ -263,6 +287,26 @@ impl<'a> Line<'a> {
 }
 
 impl UserLine<'_> {
+    /// The extra fields: everything after the seventh `:` (values may contain `:`, as in
+    /// `userdb_quota_rule=*:storage=1G`), split into `key=value` words.
+    pub(crate) fn extra_fields(&self) -> ExtraFields {
+        // `rest` is `:uid:gid:gecos:home:shell:extra`.
+        let Some(extra) = self
+            .rest
+            .strip_prefix(':')
+            .and_then(|r| r.splitn(6, ':').nth(5))
+        else {
+            return Vec::new();
+        };
+        extra
+            .split_ascii_whitespace()
+            .map(|word| match word.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (word.to_owned(), String::new()),
+            })
+            .collect()
+    }
+
     /// The same line with another password field.
     fn with_password(&self, field: &str) -> String {
         format!("{}:{field}{}{}", self.name, self.rest, self.cr)
@@ -544,6 +588,29 @@ bad name:{PLAIN}x
 
         // No temporary or lock files left behind.
         assert_eq!(dir_entries(dir.path()), ["users"]);
+    }
+
+    #[test]
+    fn extra_fields_are_split_into_words() {
+        let (_dir, file) = setup(
+            "alice:{PLAIN}a:1:1::/home/a::userdb_quota_rule=*:storage=1G  mail=maildir:~/M flag\n\
+             bob:{PLAIN}b\n\
+             carol:{PLAIN}c::::::\n\
+             alice:{PLAIN}again::::::quota_rule=*:messages=1\n",
+        );
+        let got = file.extra_fields().expect("extra");
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            got,
+            [(
+                "alice".to_owned(),
+                vec![
+                    pair("userdb_quota_rule", "*:storage=1G"),
+                    pair("mail", "maildir:~/M"),
+                    pair("flag", ""),
+                ]
+            )]
+        );
     }
 
     #[test]

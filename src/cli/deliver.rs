@@ -1,7 +1,8 @@
 //! `hato deliver --user NAME [--from ADDR]`: delivers the message on standard input, for an MTA
 //! (Postfix `mailbox_command`, an Exim pipe transport). The work is in [`crate::lmtp`]; this
 //! maps its outcome to the `sysexits.h` status MTAs expect: 0 delivered, 67 unknown user, 75
-//! try again later, 65 message too big, 69 refused, 64 bad arguments.
+//! try again later, 65 message too big, 73 mailbox full (over quota; `EX_CANTCREAT`, which
+//! Postfix and Exim bounce, as LMTP's `552 5.2.2` is), 69 refused, 64 bad arguments.
 
 use std::io::Read;
 use std::process::ExitCode;

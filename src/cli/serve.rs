@@ -75,6 +75,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let lmtp_addr = settings.lmtp_listen;
     let tls = Arc::new(Tls::new(&spool, &settings));
     let shared = SharedSettings::new(settings);
+    // Quota limits: the live QuotaStorage.1/QuotaMessages.1, overridden per user by the
+    // passwd-file's quota_rule; enforced by the store on every write, IMAP and LMTP alike.
+    store.set_quota_policy(Arc::new(crate::store::ConfiguredQuota::new(
+        shared.clone(),
+        users.file().clone(),
+    )));
     // Live reload (SIGHUP, inotify); blocks SIGHUP here, before the workers inherit the mask.
     let _reload = crate::config::start_reload(tree, shared.clone())
         .context("starting the settings reload thread")?;

@@ -82,6 +82,8 @@ pub enum SettingId {
     ProxyProtocolFrom,
     DirectorListen,
     DirectorNodes,
+    QuotaStorage,
+    QuotaMessages,
 }
 
 /// One setting of the reg tree.
@@ -181,7 +183,7 @@ const fn text(
     }
 }
 
-static DEFINITIONS: [SettingDef; 34] = [
+static DEFINITIONS: [SettingDef; 36] = [
     flag(
         "IDLECmd",
         SettingId::IdleCmd,
@@ -451,6 +453,24 @@ static DEFINITIONS: [SettingDef; 34] = [
         SettingKind::List,
         "",
         "hato director: the IMAP nodes users are spread over, comma-separated `[name ]ip:port[ down]`; each user is owned by one (rendezvous hashing on the name)",
+    ),
+    number(
+        "QuotaStorage",
+        SettingId::QuotaStorage,
+        "0",
+        "KiB",
+        0,
+        1 << 40,
+        "STORAGE quota of each user over all folders, in KiB (1024 bytes, the unit IMAP QUOTA reports); a write over it gets NO [OVERQUOTA] / LMTP 552; 0 = unlimited; a passwd-file quota_rule overrides it per user",
+    ),
+    number(
+        "QuotaMessages",
+        SettingId::QuotaMessages,
+        "0",
+        "messages",
+        0,
+        4_294_967_295,
+        "MESSAGE quota of each user: messages over all folders; 0 = unlimited; a passwd-file quota_rule overrides it per user",
     ),
 ];
 

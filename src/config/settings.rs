@@ -85,6 +85,10 @@ pub struct Settings {
     pub director_listen: SocketAddr,
     /// `DirectorNodes.1`: the nodes `hato director` spreads users over, in file order.
     pub director_nodes: Vec<DirectorNode>,
+    /// `QuotaStorage.1` (KiB): each user's STORAGE limit; 0 = unlimited.
+    pub quota_storage: u64,
+    /// `QuotaMessages.1`: each user's MESSAGE limit; 0 = unlimited.
+    pub quota_messages: u64,
 }
 
 /// One entry of `DirectorNodes.1`: `[name ]ip:port[ down]`.
@@ -186,6 +190,8 @@ impl Default for Settings {
             proxy_protocol_from: Vec::new(),
             director_listen: SocketAddr::from(([127, 0, 0, 1], 8143)),
             director_nodes: Vec::new(),
+            quota_storage: 0,
+            quota_messages: 0,
         }
     }
 }
@@ -288,6 +294,8 @@ impl Settings {
             SettingId::ProxyProtocolFrom => self.proxy_protocol_from = networks(text)?,
             SettingId::DirectorListen => self.director_listen = address(text)?,
             SettingId::DirectorNodes => self.director_nodes = nodes(text)?,
+            SettingId::QuotaStorage => self.quota_storage = number(def, text)?,
+            SettingId::QuotaMessages => self.quota_messages = number(def, text)?,
         }
         Ok(())
     }
@@ -333,6 +341,8 @@ impl Settings {
                 .clone_from(&from.proxy_protocol_from),
             SettingId::DirectorListen => self.director_listen = from.director_listen,
             SettingId::DirectorNodes => self.director_nodes.clone_from(&from.director_nodes),
+            SettingId::QuotaStorage => self.quota_storage = from.quota_storage,
+            SettingId::QuotaMessages => self.quota_messages = from.quota_messages,
         }
     }
 
@@ -379,6 +389,8 @@ impl Settings {
             SettingId::ProxyProtocolFrom => list_text(&self.proxy_protocol_from),
             SettingId::DirectorListen => self.director_listen.to_string(),
             SettingId::DirectorNodes => list_text(&self.director_nodes),
+            SettingId::QuotaStorage => self.quota_storage.to_string(),
+            SettingId::QuotaMessages => self.quota_messages.to_string(),
         }
     }
 

@@ -67,7 +67,7 @@ fn previous_for(d: &SettingDef) -> Settings {
 #[test]
 fn table_is_consistent() {
     let defs = definitions();
-    assert_eq!(defs.len(), 34);
+    assert_eq!(defs.len(), 36);
     for (i, d) in defs.iter().enumerate() {
         assert_eq!(d.id as usize, i, "{} out of SettingId order", d.name);
         assert!(std::ptr::eq(def_of(d.id), d));
@@ -125,6 +125,8 @@ fn table_matches_epost_names_and_defaults() {
         ("ProxyProtocolFrom", ""),
         ("DirectorListen", "127.0.0.1:8143"),
         ("DirectorNodes", ""),
+        ("QuotaStorage", "0"),
+        ("QuotaMessages", "0"),
     ];
     let got: Vec<(&str, &str)> = definitions().iter().map(|d| (d.name, d.default)).collect();
     assert_eq!(got, expect);
@@ -247,6 +249,8 @@ fn every_setting_is_read() {
             "DirectorNodes.1",
             "imap1 10.0.0.11:143\nimap2 10.0.0.12:143 down\n",
         ),
+        ("QuotaStorage.1", "1048576\n"),
+        ("QuotaMessages.1", "10000\n"),
     ];
     for (f, c) in files {
         write(&tree, f, c);
@@ -302,6 +306,8 @@ fn every_setting_is_read() {
                 down: true,
             },
         ],
+        quota_storage: 1_048_576,
+        quota_messages: 10_000,
     };
     assert_eq!(r.settings, expect);
 }

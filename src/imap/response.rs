@@ -91,7 +91,7 @@ pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityC
             out.extend_from_slice(
                 b" NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH STATUS=SIZE BINARY \
 SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONDSTORE QRESYNC COMPRESS=DEFLATE \
-APPENDLIMIT=",
+QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT=",
             );
             out.extend_from_slice(settings.max_literal_size.to_string().as_bytes());
         }

@@ -11,6 +11,11 @@
 //! assigns UIDs and is only safe inside the process that owns the spool, which is why this
 //! command does not use it.
 //!
+//! The direct path keeps the user's quota as every Maildir++ MDA does (Courier's
+//! `deliverquota`, maildrop): it checks `maildirsize` against the user's limits
+//! (`QuotaStorage.1`, `QuotaMessages.1`, the passwd-file's `quota_rule`) before writing and
+//! appends the new message to it afterwards; see [`crate::store::quota`].
+//!
 //! Exit statuses follow sendmail's `sysexits.h`, which MTAs map to bounce or retry:
 //! [`DeliverError::exit_code`].
 
@@ -29,8 +34,9 @@ use super::command::Address;
 use super::recipients::Recipients;
 use super::{DELIVER_CLIENT_NAME, Via, count_delivery, spool_token, trace_headers};
 use crate::auth::PasswdFile;
-use crate::config::{RegTree, Settings};
-use crate::store::Store;
+use crate::config::{RegTree, Settings, SharedSettings};
+use crate::store::quota::{self, QuotaLimits};
+use crate::store::{ConfiguredQuota, QuotaPolicy as _, Store, StoreError};
 
 /// How long to wait for the server to accept the connection before delivering directly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -57,16 +63,22 @@ pub enum DeliverError {
     /// Refused for good (the MTA bounces).
     #[error("delivery refused: {0}")]
     Permanent(String),
+    /// The user is over quota (LMTP `552 5.2.2`); the MTA bounces.
+    #[error("mailbox full: {0}")]
+    MailboxFull(String),
 }
 
 impl DeliverError {
-    /// `sysexits.h`: 67 `EX_NOUSER`, 65 `EX_DATAERR`, 75 `EX_TEMPFAIL`, 69 `EX_UNAVAILABLE`.
+    /// `sysexits.h`: 67 `EX_NOUSER`, 65 `EX_DATAERR`, 75 `EX_TEMPFAIL`, 69 `EX_UNAVAILABLE`,
+    /// 73 `EX_CANTCREAT` for a full mailbox ("can't create user output file": Postfix bounces
+    /// it, as `552 5.2.2` over LMTP is bounced; Exim fails the address).
     pub fn exit_code(&self) -> u8 {
         match self {
             DeliverError::UnknownUser(_) => 67,
             DeliverError::TooBig(_) => 65,
             DeliverError::Temporary(_) => 75,
             DeliverError::Permanent(_) => 69,
+            DeliverError::MailboxFull(_) => 73,
         }
     }
 }
@@ -136,21 +148,34 @@ impl LocalDelivery {
         trace_headers(&mut copy, sender, user);
         copy.extend_from_slice(message);
         let store = Store::new(&self.spool);
-        let result = drop_into_maildir(&store, &canonical, &copy);
+        let passwd = PasswdFile::new(self.settings.passwd_path(&self.spool));
+        let limits = ConfiguredQuota::new(SharedSettings::new(self.settings.clone()), passwd)
+            .limits(&canonical);
+        let result = drop_into_maildir(&store, &canonical, &copy, limits);
         count_delivery(Via::Deliver, result.is_ok());
         result.map(Route::Direct)
     }
 }
 
 /// Writes `message` into `user`'s INBOX `new/` as a Maildir MDA does (tmp, fsync, rename,
-/// fsync of `new/`); returns the file's path.
-fn drop_into_maildir(store: &Store, user: &str, message: &[u8]) -> Result<PathBuf, DeliverError> {
+/// fsync of `new/`), within the user's quota `limits`; returns the file's path.
+fn drop_into_maildir(
+    store: &Store,
+    user: &str,
+    message: &[u8],
+    limits: QuotaLimits,
+) -> Result<PathBuf, DeliverError> {
     let temporary = |e: &dyn std::fmt::Display| DeliverError::Temporary(e.to_string());
     let mail = store.user(user).map_err(|e| match e {
         crate::store::StoreError::InvalidUser(_) => DeliverError::Permanent(e.to_string()),
         e => temporary(&e),
     })?;
     let root = mail.root();
+    match quota::check(root, limits, message.len() as u64, 1) {
+        Ok(()) => {}
+        Err(e @ StoreError::OverQuota) => return Err(DeliverError::MailboxFull(e.to_string())),
+        Err(e) => return Err(temporary(&e)),
+    }
     let base = maildir_name(message);
     let tmp = root.join("tmp").join(&base);
     let target = root.join("new").join(&base);
@@ -176,6 +201,11 @@ fn drop_into_maildir(store: &Store, user: &str, message: &[u8]) -> Result<PathBu
     File::open(&new_dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(&new_dir, e))?;
+    // Delivered: a failure to count it only costs accuracy until the next recalculation.
+    let bytes = i64::try_from(message.len()).unwrap_or(i64::MAX);
+    if let Err(e) = quota::record(root, limits, bytes, 1) {
+        warn!(user, error = %e, "quota: cannot update maildirsize");
+    }
     Ok(target)
 }
 
@@ -262,6 +292,7 @@ impl Reply {
         match self.code {
             400..=499 => DeliverError::Temporary(text),
             550 | 551 | 553 if enhanced.starts_with("5.1.") => DeliverError::UnknownUser(text),
+            552 if enhanced.starts_with("5.2.2") => DeliverError::MailboxFull(text),
             552 => DeliverError::TooBig(text),
             _ => DeliverError::Permanent(text),
         }
@@ -469,6 +500,45 @@ mod tests {
         assert_eq!(reply(451, "4.3.0 failure").into_error().exit_code(), 75);
         assert_eq!(reply(552, "5.3.4 too big").into_error().exit_code(), 65);
         assert_eq!(reply(554, "5.0.0 no").into_error().exit_code(), 69);
+        assert_eq!(
+            reply(552, "5.2.2 <carol> Mailbox full")
+                .into_error()
+                .exit_code(),
+            73
+        );
+    }
+
+    #[test]
+    fn direct_delivery_keeps_the_quota() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        PasswdFile::new(dir.path().join("passwd"))
+            .add_user("carol", "pw", crate::auth::Scheme::Plain)
+            .expect("add");
+        let mut local = LocalDelivery::new(dir.path());
+        let unused = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        local.settings.lmtp_listen = unused;
+        local.settings.quota_messages = 2;
+        for _ in 0..2 {
+            local
+                .deliver("carol", "", b"Subject: x\n\nhi\n")
+                .expect("deliver");
+        }
+        let refused = local.deliver("carol", "", b"Subject: x\n\nhi\n");
+        assert!(
+            matches!(&refused, Err(DeliverError::MailboxFull(_))),
+            "{refused:?}"
+        );
+        assert_eq!(refused.map(|_| ()).unwrap_err().exit_code(), 73);
+        let root = dir.path().join("mail/carol");
+        let text = fs::read_to_string(root.join(quota::MAILDIRSIZE)).expect("maildirsize");
+        let (_, usage) = quota::parse(text.as_bytes()).expect("parse");
+        assert_eq!(usage.messages, 2);
+        assert_eq!(
+            usage,
+            quota::recalculate(&root, QuotaLimits::from_settings(0, 2)).expect("recalculate")
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@
 //! name, else the local part, else the local part without a `+detail`, each compared exactly
 //! first, then ignoring ASCII case; others get `550 5.1.1`. After DATA, one reply per accepted
 //! recipient, in order: `250 2.0.0` once that copy is durably stored, `451 4.3.0` (or `452
-//! 4.3.1` when the disk is full) when it could not be. Each copy starts with `Return-Path:
+//! 4.3.1` when the disk is full) when it could not be, `552 5.2.2` when it would take that
+//! user over quota (see [`crate::store::quota`]; the other recipients are not affected). Each copy starts with `Return-Path:
 //! <sender>` and `Delivered-To: <recipient address>`, as MDAs write them. Messages larger than
 //! `MaxLiteralSize.1` get `552 5.3.4` (at MAIL when SIZE says so, else after DATA). Bad lines
 //! get `500`/`501`/`555`, unknown commands `502`, and the session goes on (up to 50 of them).

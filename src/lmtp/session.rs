@@ -247,6 +247,10 @@ enum Outcome {
     Delivered,
     /// The store refuses the user name as a directory (permanent).
     Unavailable,
+    /// The copy would take the user over a quota limit (permanent for this message, as
+    /// Dovecot answers by default: the sender learns at once instead of after days of
+    /// retries; other recipients of the transaction are not affected).
+    MailboxFull,
     /// Disk full or over quota (temporary).
     NoSpace,
     /// Any other storage error (temporary).
@@ -257,6 +261,7 @@ impl Outcome {
     fn of_error(e: &super::LmtpError) -> Outcome {
         match e {
             super::LmtpError::Store(StoreError::InvalidUser(_)) => Outcome::Unavailable,
+            super::LmtpError::Store(StoreError::OverQuota) => Outcome::MailboxFull,
             super::LmtpError::Store(s) if s.response_code() == "OVERQUOTA" => Outcome::NoSpace,
             _ => Outcome::Failed,
         }
@@ -266,6 +271,7 @@ impl Outcome {
         match self {
             Outcome::Delivered => format!("250 2.0.0 <{address}> delivered"),
             Outcome::Unavailable => format!("550 5.2.1 <{address}> Mailbox unavailable"),
+            Outcome::MailboxFull => format!("552 5.2.2 <{address}> Mailbox full"),
             Outcome::NoSpace => format!("452 4.3.1 <{address}> Insufficient system storage"),
             Outcome::Failed => format!("451 4.3.0 <{address}> Temporary storage failure"),
         }
@@ -281,6 +287,46 @@ mod tests {
     struct Setup {
         _dir: tempfile::TempDir,
         ctx: Context,
+    }
+
+    /// Limits for "carol" only.
+    struct CarolQuota(crate::store::QuotaLimits);
+
+    impl crate::store::QuotaPolicy for CarolQuota {
+        fn limits(&self, user: &str) -> crate::store::QuotaLimits {
+            if user == "carol" {
+                self.0
+            } else {
+                crate::store::QuotaLimits::default()
+            }
+        }
+    }
+
+    #[test]
+    fn full_mailbox_gets_552_and_other_recipients_250() {
+        let s = setup(1 << 20);
+        s.ctx
+            .store
+            .set_quota_policy(Arc::new(CarolQuota(crate::store::QuotaLimits {
+                storage: None,
+                messages: Some(1),
+            })));
+        let tx = b"LHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<carol>\r\nRCPT TO:<alice>\r\nDATA\r\nhi\r\n.\r\n";
+        let first = session(&s.ctx, tx);
+        assert_eq!(
+            &first[first.len() - 2..],
+            ["250 2.0.0 <carol> delivered", "250 2.0.0 <alice> delivered"]
+        );
+        let second = session(&s.ctx, tx);
+        assert_eq!(
+            &second[second.len() - 2..],
+            [
+                "552 5.2.2 <carol> Mailbox full",
+                "250 2.0.0 <alice> delivered"
+            ]
+        );
+        assert_eq!(inbox(&s.ctx, "carol").len(), 1);
+        assert_eq!(inbox(&s.ctx, "alice").len(), 2);
     }
 
     fn setup(max_size: u64) -> Setup {

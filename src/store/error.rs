@@ -37,6 +37,9 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The write would take the user over a STORAGE or MESSAGE limit (see `quota`).
+    #[error("Quota exceeded (mailbox for user is full)")]
+    OverQuota,
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -61,6 +64,7 @@ impl StoreError {
             StoreError::NoSuchMessage(_) => "EXPUNGEISSUED",
             StoreError::TooManyKeywords => "LIMIT",
             StoreError::Corrupt { .. } => "CORRUPTION",
+            StoreError::OverQuota => "OVERQUOTA",
             StoreError::Io { source, .. } if is_out_of_space(source) => "OVERQUOTA",
             StoreError::InvalidUser(_) | StoreError::Io { .. } => "SERVERBUG",
         }

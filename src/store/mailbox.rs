@@ -795,6 +795,8 @@ impl Mailbox {
             o
         });
         let mut expunged = Vec::new();
+        // What the removed files held, for the quota (recorded even when a later file fails).
+        let mut freed_bytes: u64 = 0;
         let mut retry: Option<Vec<u32>> = None;
         for attempt in 0..2 {
             let index = self.index.load_full();
@@ -815,6 +817,7 @@ impl Mailbox {
                     match fs::remove_file(self.file_path(m)) {
                         Ok(()) => {
                             expunged.push(m.uid);
+                            freed_bytes = freed_bytes.saturating_add(m.size);
                             removed_now.push(Change::Expunged(m.uid));
                             removed_uids.push(m.uid);
                             continue;
@@ -826,6 +829,12 @@ impl Mailbox {
                 keep.push(m.clone());
             }
             if !removed_now.is_empty() {
+                self._user.quota.record(
+                    self._user.root(),
+                    -i64::try_from(freed_bytes).unwrap_or(i64::MAX),
+                    -i64::try_from(removed_now.len()).unwrap_or(i64::MAX),
+                );
+                freed_bytes = 0;
                 fsutil::fsync_dir(&self.dir.join("cur"))?;
                 fsutil::fsync_dir(&self.dir.join("new"))?;
                 self.persist(&mut st, &keep, keep.len(), true)?;
@@ -1484,7 +1493,19 @@ impl Mailbox {
 
     /// Moves staged files (in our `tmp/`) into the folder, fsyncs, gives them UIDs, persists
     /// and publishes. On failure nothing of it stays in the folder.
+    ///
+    /// The user's quota is checked first, for all of `staged` together (a COPY is refused as a
+    /// whole), and the new messages are recorded in it once they are in place.
     fn place(&self, staged: Vec<Staged>) -> Result<Vec<(u32, u32)>, StoreError> {
+        let bytes: u64 = staged.iter().map(|s| s.size).sum();
+        let count = staged.len() as u64;
+        let quota = &self._user.quota;
+        if let Err(e) = quota.check(self._user.root(), bytes, count) {
+            for s in &staged {
+                let _ = fs::remove_file(&s.tmp);
+            }
+            return Err(e);
+        }
         let mut st = match self.lock() {
             Ok(st) => st,
             Err(e) => {
@@ -1503,6 +1524,12 @@ impl Mailbox {
             for p in &placed {
                 let _ = fs::remove_file(p);
             }
+        } else {
+            quota.record(
+                self._user.root(),
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+                i64::try_from(count).unwrap_or(i64::MAX),
+            );
         }
         result
     }

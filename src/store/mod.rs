@@ -13,6 +13,8 @@
 //! * [`flags`]: message flags and their Maildir letters.
 //! * [`modseq`]: CONDSTORE/QRESYNC mod-sequences, their log `hato-modseq` and the remembered
 //!   expunges for VANISHED.
+//! * [`quota`]: per-user STORAGE/MESSAGE limits (RFC 9208), usage in Maildir++'s
+//!   `maildirsize`, checked before every write that adds messages.
 //! * `names`, `uidlist`, `keywords`, `subscriptions`, `fsutil`: file formats and helpers.
 //!
 //! Crash safety: a message is written to `tmp/`, fsynced, renamed into `new/` or `cur/`, the
@@ -27,6 +29,7 @@ mod keywords;
 pub mod mailbox;
 pub mod modseq;
 mod names;
+pub mod quota;
 mod subscriptions;
 mod uidlist;
 pub mod user;
@@ -43,4 +46,5 @@ pub use mailbox::{
     Change, ChangeLog, Index, Mailbox, MessageMeta, StoreFlagsResult, StoredFlags, SyncResult,
 };
 pub use modseq::{Incomplete, Vanished};
+pub use quota::{ConfiguredQuota, QuotaLimits, QuotaPolicy, QuotaState, QuotaUsage};
 pub use user::{MailboxInfo, SpecialUse, Store, UserMail};

@@ -19,6 +19,7 @@ use super::fsutil;
 use super::keywords;
 use super::mailbox::{Mailbox, new_uid_validity};
 use super::names::{self, INBOX};
+use super::quota::{self, QuotaPolicy, QuotaState, UserQuota};
 use super::subscriptions;
 use super::uidlist;
 
@@ -91,6 +92,8 @@ pub(crate) struct UserShared {
     /// Folders open somewhere, by canonical name. The user's lock (see the module doc).
     open: Mutex<HashMap<String, Weak<Mailbox>>>,
     initialized: AtomicBool,
+    /// The user's limits and `maildirsize` (see [`super::quota`]).
+    pub(crate) quota: UserQuota,
 }
 
 /// All users' mail under a spool: user `U`'s Maildir is `<spool>/mail/U/`. Shared by all
@@ -101,6 +104,7 @@ pub struct Store {
     users: Mutex<Users>,
     recent: Arc<RecentFolders>,
     hook: Arc<OnceLock<Box<ChangeHook>>>,
+    quota: Arc<OnceLock<Arc<dyn QuotaPolicy>>>,
 }
 
 /// Called with a folder's [`Mailbox::id`] and its watcher bits whenever a watched folder's
@@ -108,6 +112,11 @@ pub struct Store {
 pub type ChangeHook = dyn Fn(usize, u64) + Send + Sync;
 
 impl UserShared {
+    /// The user's Maildir root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub(crate) fn changed(&self, mailbox: usize, watchers: u64) {
         if let Some(hook) = self.hook.get() {
             hook(mailbox, watchers);
@@ -164,7 +173,14 @@ impl Store {
                 folders: Mutex::new(std::collections::VecDeque::new()),
             }),
             hook: Arc::new(OnceLock::new()),
+            quota: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Installs where users' quota limits come from (once; later calls are ignored). Without
+    /// it nothing is limited.
+    pub fn set_quota_policy(&self, policy: Arc<dyn QuotaPolicy>) {
+        let _ = self.quota.set(policy);
     }
 
     /// Installs the hook told about changes to watched folders (once; later calls are ignored).
@@ -192,6 +208,7 @@ impl Store {
                         hook: self.hook.clone(),
                         open: Mutex::new(HashMap::new()),
                         initialized: AtomicBool::new(false),
+                        quota: UserQuota::new(user, self.quota.clone()),
                     });
                     users
                         .by_name
@@ -232,6 +249,18 @@ impl UserMail {
     /// The user's Maildir root (INBOX).
     pub fn root(&self) -> &Path {
         &self.shared.root
+    }
+
+    /// The user's quota root: its limits, and its usage when anything is limited (from
+    /// `maildirsize`, recalculated when needed; see [`super::quota`]).
+    pub fn quota(&self) -> Result<QuotaState, StoreError> {
+        self.shared.quota.state(self.root())
+    }
+
+    /// Whether a folder (or INBOX) exists under this name: one `stat`, nothing loaded.
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        let name = names::canonical(name)?;
+        Ok(name == INBOX || self.folder_exists(&name))
     }
 
     /// Every folder with INBOX first, parents of folders that do not exist themselves, and
@@ -323,12 +352,22 @@ impl UserMail {
             mailbox.mark_gone();
         }
         let dir = self.dir_of(&name);
+        // What leaves the quota with it, counted before it goes (an error only costs accuracy
+        // until the next recalculation, so it does not stop the DELETE).
+        let freed = quota::folder_usage(&dir).map(|(usage, _)| usage).ok();
         // Out of sight first (one rename), then removed at leisure.
         let trash_dir = self.root().join("tmp");
         fsutil::ensure_dir(&trash_dir)?;
         let trash = trash_dir.join(format!("{}{}", fsutil::TRASH_PREFIX, fsutil::unique_name()));
         fs::rename(&dir, &trash).map_err(|e| StoreError::io(&dir, e))?;
         fsutil::fsync_dir(self.root())?;
+        if let Some(freed) = freed {
+            self.shared.quota.record(
+                self.root(),
+                -i64::try_from(freed.bytes).unwrap_or(i64::MAX),
+                -i64::try_from(freed.messages).unwrap_or(i64::MAX),
+            );
+        }
         if let Err(e) = fs::remove_dir_all(&trash) {
             tracing::warn!(dir = %trash.display(), error = %e, "maildir: cannot remove a deleted folder");
         }

@@ -10,6 +10,7 @@
 //! * [`message`]: STORE, COPY, MOVE, APPEND, the UID forms, and the sequence-set helpers.
 //! * [`fetch`]: FETCH (streaming large literals). [`search`]: SEARCH.
 //! * [`sort`]: SORT and THREAD (and their UID forms).
+//! * [`quota`]: GETQUOTA and GETQUOTAROOT (RFC 9208).
 
 pub mod auth;
 mod content;
@@ -18,6 +19,7 @@ pub mod general;
 pub mod idle;
 pub mod mailbox;
 pub mod message;
+pub mod quota;
 pub mod search;
 pub mod selected;
 pub mod sort;
@@ -147,6 +149,8 @@ pub(crate) fn dispatch(
             message::plain(session, name, &mut args, tag, ctx, out)
         }
         C::Append => message::append(session, &mut args, ctx),
+        C::Getquotaroot => quota::getquotaroot(session, &mut args, ctx),
+        C::Getquota => quota::getquota(session, &mut args, tag, ctx, out),
         _ => {
             // Known IMAP commands that this build does not serve yet: a clear refusal, never a
             // pretend success.
