@@ -131,6 +131,12 @@ fn getquota_append_copy_expunge() {
     let refused = c.run("P", "COPY 1:2 Archive");
     assert!(refused.starts_with("P NO [OVERQUOTA]"), "{refused}");
     assert_eq!(messages_in(&mut c, "Archive"), 0);
+    // MOVE within the user's folders adds nothing, so it works at the limit (to Trash too,
+    // which is how many clients delete).
+    let moved = c.run("M", "MOVE 2 Trash");
+    assert!(moved.starts_with("M OK"), "{moved}");
+    assert_eq!(messages_in(&mut c, "Trash"), 1);
+    assert_eq!(quota(&mut c), "* QUOTA \"\" (STORAGE 2 2 MESSAGE 3 3)");
 
     // EXPUNGE frees space, so the next APPEND works.
     assert!(

@@ -235,7 +235,10 @@ fn state_rules_id_enable_and_unknown_commands() {
         )
     );
     // A command this server does not know at all.
-    assert_eq!(c.run("s", "SETQUOTA \"\" (STORAGE 10)"), "s BAD Unknown command");
+    assert_eq!(
+        c.run("s", "SETQUOTA \"\" (STORAGE 10)"),
+        "s BAD Unknown command"
+    );
     // IDLE in the authenticated state (Outlook sends it before SELECT); a wrong line ends it.
     c.send(b"d IDLE\r\n");
     assert_eq!(c.line(), "+ idling");

@@ -223,7 +223,12 @@ impl Framer {
                 self.reset();
                 return Frame::Command { len: line_end };
             };
-            if literal.len > limits.max_literal {
+            // A command is held whole until it ends, so one chaining literals (MULTIAPPEND,
+            // RFC 3502) may hold, all told, what one literal may plus a line: past that it is
+            // refused like an oversized literal, and the session goes on.
+            let command_total = (line_end as u64).saturating_add(literal.len);
+            let command_max = limits.max_literal.saturating_add(limits.max_line as u64);
+            if literal.len > limits.max_literal || command_total > command_max {
                 self.reset();
                 if literal.non_sync {
                     // The client sends the bytes regardless: swallow them without buffering.
@@ -392,6 +397,50 @@ mod tests {
         assert_eq!(
             f.next_frame(full, &limits()),
             Frame::Command { len: full.len() }
+        );
+    }
+
+    #[test]
+    fn chained_literals_are_limited_as_a_whole() {
+        // MULTIAPPEND: each literal is within max_literal (100), but the third takes the
+        // command past max_literal + max_line (164); it is refused and the rest swallowed.
+        let body = [b'x'; 60];
+        let mut buf = b"a APPEND x {60+}\r\n".to_vec();
+        for _ in 0..3 {
+            buf.extend_from_slice(&body);
+            buf.extend_from_slice(b" {60+}\r\n");
+        }
+        buf.extend_from_slice(&body);
+        buf.extend_from_slice(b"\r\nb NOOP\r\n");
+        let mut f = Framer::default();
+        let Frame::Rejected { consumed, reason } = f.next_frame(&buf, &limits()) else {
+            panic!("not rejected");
+        };
+        assert_eq!(reason, Rejection::LiteralTooBig);
+        let mut pos = consumed;
+        loop {
+            match f.next_frame(&buf[pos..], &limits()) {
+                Frame::Rejected {
+                    consumed,
+                    reason: Rejection::Discarded,
+                } => pos += consumed,
+                Frame::Command { len } => {
+                    assert_eq!(&buf[pos..pos + len], b"b NOOP\r\n");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Two such literals fit.
+        let mut ok = b"a APPEND x {60+}\r\n".to_vec();
+        ok.extend_from_slice(&body);
+        ok.extend_from_slice(b" {60+}\r\n");
+        ok.extend_from_slice(&body);
+        ok.extend_from_slice(b"\r\n");
+        let mut f = Framer::default();
+        assert_eq!(
+            f.next_frame(&ok, &limits()),
+            Frame::Command { len: ok.len() }
         );
     }
 

@@ -409,6 +409,16 @@ struct Staged {
     internal_date: i64,
 }
 
+/// One message of [`Mailbox::append_all`]: its bytes, system flags, keyword names and
+/// internal date (Unix seconds; now when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    pub content: &'a [u8],
+    pub system: u8,
+    pub keywords: &'a [String],
+    pub internal_date: Option<i64>,
+}
+
 impl Mailbox {
     /// Opens the folder at `dir`: reads its UID list (or imports Dovecot's, or starts a new one
     /// with a fresh UIDVALIDITY) and scans it.
@@ -608,36 +618,62 @@ impl Mailbox {
         keywords: &[&str],
         internal_date: Option<i64>,
     ) -> Result<u32, StoreError> {
-        for k in keywords {
-            keywords::validate(k)?;
+        let keywords: Vec<String> = keywords.iter().map(|k| (*k).to_string()).collect();
+        let message = NewMessage {
+            content,
+            system,
+            keywords: &keywords,
+            internal_date,
+        };
+        let uids = self.append_all(&[message])?;
+        uids.first().copied().ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.clone(),
+            reason: "appended message was not placed".into(),
+        })
+    }
+
+    /// Stores several messages as one (MULTIAPPEND, RFC 3502 §3: all of them or none). Each
+    /// is written to `tmp/` and fsynced; they are then placed
+    /// together, so the quota is checked for their sum and a failure anywhere leaves none of
+    /// them in the folder (staged files are removed). Returns their UIDs in the given order,
+    /// which is ascending.
+    pub fn append_all(&self, messages: &[NewMessage<'_>]) -> Result<Vec<u32>, StoreError> {
+        for m in messages {
+            for k in m.keywords {
+                keywords::validate(k)?;
+            }
         }
         self.check_not_gone()?;
-        let base = format!(
-            "{},S={},W={}",
-            fsutil::unique_name(),
-            content.len(),
-            fsutil::virtual_size(content)
-        );
-        let tmp = self.dir.join("tmp").join(&base);
-        let mtime = internal_date.map_or_else(SystemTime::now, fsutil::from_unix_secs);
-        fsutil::write_new_file(&tmp, content, Some(mtime)).map_err(|e| self.gone_if_missing(e))?;
-        let staged = Staged {
-            source_uid: 0,
-            tmp,
-            base,
-            system,
-            keywords: keywords.iter().map(|k| k.to_string()).collect(),
-            size: content.len() as u64,
-            internal_date: fsutil::unix_secs(mtime),
-        };
-        let placed = self.place(vec![staged])?;
-        placed
-            .first()
-            .map(|&(_, uid)| uid)
-            .ok_or_else(|| StoreError::Corrupt {
-                path: self.dir.clone(),
-                reason: "appended message was not placed".into(),
-            })
+        let mut staged: Vec<Staged> = Vec::with_capacity(messages.len());
+        for m in messages {
+            let base = format!(
+                "{},S={},W={}",
+                fsutil::unique_name(),
+                m.content.len(),
+                fsutil::virtual_size(m.content)
+            );
+            let tmp = self.dir.join("tmp").join(&base);
+            let mtime = m
+                .internal_date
+                .map_or_else(SystemTime::now, fsutil::from_unix_secs);
+            if let Err(e) = fsutil::write_new_file(&tmp, m.content, Some(mtime)) {
+                for s in &staged {
+                    let _ = fs::remove_file(&s.tmp);
+                }
+                return Err(self.gone_if_missing(e));
+            }
+            staged.push(Staged {
+                source_uid: 0,
+                tmp,
+                base,
+                system: m.system,
+                keywords: m.keywords.to_vec(),
+                size: m.content.len() as u64,
+                internal_date: fsutil::unix_secs(mtime),
+            });
+        }
+        let placed = self.place(staged, true)?;
+        Ok(placed.into_iter().map(|(_, uid)| uid).collect())
     }
 
     /// The index of keyword `name` (ASCII case-insensitive); with `create`, a new keyword is
@@ -859,6 +895,27 @@ impl Mailbox {
     /// link is impossible), then moved in and given UIDs under `dest`'s lock. Returns
     /// `(source uid, new uid)` ascending; messages that no longer exist are left out.
     pub fn copy_to(&self, uids: &[u32], dest: &Mailbox) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.copy_into(uids, dest, true)
+    }
+
+    /// [`Mailbox::copy_to`] as the first half of a MOVE within the user's folders: the caller
+    /// expunges the originals next, so the user's usage does not grow and the quota is not
+    /// checked (a user at the limit can still move mail, to Trash too, which is how many
+    /// clients delete). The copies are counted and the expunge uncounts the originals.
+    pub fn copy_for_move(
+        &self,
+        uids: &[u32],
+        dest: &Mailbox,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.copy_into(uids, dest, false)
+    }
+
+    fn copy_into(
+        &self,
+        uids: &[u32],
+        dest: &Mailbox,
+        check_quota: bool,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
         dest.check_not_gone()?;
         let mut wanted = uids.to_vec();
         wanted.sort_unstable();
@@ -923,7 +980,7 @@ impl Mailbox {
         if staged.is_empty() {
             return Ok(Vec::new());
         }
-        dest.place(staged)
+        dest.place(staged, check_quota)
     }
 
     /// The current file of a message (from the snapshot).
@@ -1494,13 +1551,18 @@ impl Mailbox {
     /// Moves staged files (in our `tmp/`) into the folder, fsyncs, gives them UIDs, persists
     /// and publishes. On failure nothing of it stays in the folder.
     ///
-    /// The user's quota is checked first, for all of `staged` together (a COPY is refused as a
-    /// whole), and the new messages are recorded in it once they are in place.
-    fn place(&self, staged: Vec<Staged>) -> Result<Vec<(u32, u32)>, StoreError> {
+    /// With `check_quota`, the user's quota is checked first, for all of `staged` together (a
+    /// COPY is refused as a whole); the new messages are recorded in it once they are in place.
+    fn place(&self, staged: Vec<Staged>, check_quota: bool) -> Result<Vec<(u32, u32)>, StoreError> {
         let bytes: u64 = staged.iter().map(|s| s.size).sum();
         let count = staged.len() as u64;
         let quota = &self._user.quota;
-        if let Err(e) = quota.check(self._user.root(), bytes, count) {
+        let checked = if check_quota {
+            quota.check(self._user.root(), bytes, count)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
             for s in &staged {
                 let _ = fs::remove_file(&s.tmp);
             }

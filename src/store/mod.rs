@@ -30,6 +30,7 @@ pub mod mailbox;
 pub mod modseq;
 mod names;
 pub mod quota;
+mod special_use;
 mod subscriptions;
 mod uidlist;
 pub mod user;

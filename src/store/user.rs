@@ -290,7 +290,7 @@ impl UserMail {
             }
             let i = info(&mut infos, &name);
             i.exists = true;
-            i.special_use = names::special_use_of(&name);
+            i.special_use = super::special_use::of(self.root(), &name);
         }
         for name in subscribed {
             info(&mut infos, &name).subscribed = true;

@@ -13,7 +13,7 @@ use super::super::response::{self, Status};
 use super::super::selected::{Selected, write_flag_fetch};
 use super::super::session::{Context, Done, Outcome, Session, Work};
 use crate::store::flags::SYSTEM_FLAGS;
-use crate::store::{Index, MailboxInfo, Store, StoreError, UserMail};
+use crate::store::{Index, MailboxInfo, SpecialUse, Store, StoreError, UserMail};
 
 /// The hierarchy separator on the wire (Maildir++ folders are `.Parent.Child`).
 pub const SEPARATOR: char = '.';
@@ -51,7 +51,7 @@ pub(crate) fn store_failure(error: &StoreError, tag: &[u8], out: &mut Vec<u8>) -
 }
 
 /// Builds the work that runs `job` on the user's mail, off the worker thread.
-fn with_mail<T: Send + 'static>(
+pub(crate) fn with_mail<T: Send + 'static>(
     session: &Session,
     ctx: &Context<'_>,
     job: impl FnOnce(&UserMail) -> Result<T, StoreError> + Send + 'static,
@@ -227,7 +227,7 @@ fn write_flag_names(keywords: &[String], out: &mut Vec<u8>) {
     }
 }
 
-/// CREATE, DELETE, SUBSCRIBE, UNSUBSCRIBE: one name, a plain OK.
+/// DELETE, SUBSCRIBE, UNSUBSCRIBE: one name, a plain OK.
 pub(crate) fn simple(
     session: &Session,
     args: &mut Args<'_>,
@@ -243,6 +243,99 @@ pub(crate) fn simple(
         move |mail| op(mail, &name),
         move |_, (), tag, out| {
             response::tagged(out, tag, Status::Ok, &format!("{verb} completed"));
+            Status::Ok
+        },
+    ))
+}
+
+/// The special use named by a CREATE `USE` attribute, if this server keeps it (RFC 6154 §2
+/// lists `\All` and `\Flagged` too: virtual mailboxes, which a Maildir cannot be).
+fn special_use_named(attribute: &[u8]) -> Option<SpecialUse> {
+    SpecialUse::ALL
+        .into_iter()
+        .find(|s| s.attribute().as_bytes().eq_ignore_ascii_case(attribute))
+}
+
+/// Reads CREATE's optional `SP "(" create-param *(SP create-param) ")"` (RFC 4466 §2.2), of
+/// which this server knows `USE (use-attr ...)` (RFC 6154 §3). Returns the USE attributes as
+/// given; an unknown parameter is a syntax error.
+fn create_params(args: &mut Args<'_>) -> Result<Vec<Vec<u8>>, ParseError> {
+    let mut uses = Vec::new();
+    if args.at_end() {
+        return Ok(uses);
+    }
+    if args.token()? != Some(Token::ListOpen) {
+        return Err(ParseError::ExpectedList);
+    }
+    let mut seen_use = false;
+    loop {
+        match args.token()? {
+            Some(Token::ListClose) => break,
+            Some(Token::Atom(word)) if word.eq_ignore_ascii_case(b"USE") && !seen_use => {
+                seen_use = true;
+                if args.token()? != Some(Token::ListOpen) {
+                    return Err(ParseError::ExpectedList);
+                }
+                loop {
+                    match args.token()? {
+                        Some(Token::ListClose) => break,
+                        Some(Token::Atom(attr)) if attr.first() == Some(&b'\\') => {
+                            uses.push(attr.to_vec());
+                        }
+                        _ => return Err(ParseError::BadAtom),
+                    }
+                }
+            }
+            _ => return Err(ParseError::BadAtom),
+        }
+    }
+    args.finish()?;
+    Ok(uses)
+}
+
+/// CREATE, with CREATE-SPECIAL-USE (RFC 6154 §3): `CREATE name (USE (\Archive))` creates the
+/// folder with that use, kept across restarts (see `crate::store::special_use`). A use this
+/// server cannot give (`\All`, `\Flagged`, an unknown one, or two different uses for one
+/// folder: each folder has at most one here) is refused with `NO [USEATTR]` and nothing is
+/// created, as §3 requires.
+pub(crate) fn create(
+    session: &Session,
+    args: &mut Args<'_>,
+    tag: &[u8],
+    ctx: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, ParseError> {
+    let name = mailbox_arg(args)?;
+    let attributes = create_params(args)?;
+    let mut special: Option<SpecialUse> = None;
+    for attribute in &attributes {
+        let refusal = match special_use_named(attribute) {
+            None => Some(format!(
+                "[USEATTR] {} is not a special use this server supports",
+                String::from_utf8_lossy(attribute)
+            )),
+            Some(s) if special.is_some_and(|already| already != s) => {
+                Some("[USEATTR] A mailbox can have only one special use here".to_string())
+            }
+            Some(s) => {
+                special = Some(s);
+                None
+            }
+        };
+        if let Some(text) = refusal {
+            response::tagged(out, tag, Status::No, &text);
+            return Ok(Outcome::Done(Status::No));
+        }
+    }
+    Ok(with_mail(
+        session,
+        ctx,
+        move |mail| match special {
+            Some(special) => mail.create_special_use(&name, special),
+            None => mail.create(&name),
+        },
+        |_, (), tag, out| {
+            response::tagged(out, tag, Status::Ok, "CREATE completed");
             Status::Ok
         },
     ))
@@ -281,16 +374,28 @@ pub(crate) fn namespace(
 /// LIST and LSUB (RFC 3501 §6.3.8-9, with the CHILDREN and SPECIAL-USE attributes; LSUB
 /// carries the special-use attributes too, which Outlook 2013 relies on).
 pub(crate) fn list(
-    session: &Session,
+    session: &mut Session,
     args: &mut Args<'_>,
     tag: &[u8],
     ctx: &Context<'_>,
     out: &mut Vec<u8>,
     lsub: bool,
 ) -> Result<Outcome, ParseError> {
-    let reference = mailbox_arg(args)?;
-    let pattern = mailbox_arg(args)?;
-    args.finish()?;
+    let (reference, pattern) = if lsub {
+        let reference = mailbox_arg(args)?;
+        let pattern = mailbox_arg(args)?;
+        args.finish()?;
+        (reference, pattern)
+    } else {
+        match super::list::parse(args) {
+            Err(error) => return Ok(super::list::refuse(error, tag, out)),
+            Ok(command) if command.options.extended => {
+                return Ok(super::list::extended(session, command, tag, ctx, out));
+            }
+            // The RFC 3501 form: exactly one pattern.
+            Ok(mut command) => (command.reference, command.patterns.remove(0)),
+        }
+    };
     let verb = if lsub { "LSUB" } else { "LIST" };
     if pattern.is_empty() && !lsub {
         // The hierarchy delimiter and root of the reference.
@@ -379,9 +484,9 @@ fn glob(p: &[char], n: &[char]) -> bool {
     }
 }
 
-/// The STATUS items a client may ask for.
-#[derive(Clone, Copy)]
-enum StatusItem {
+/// The STATUS items a client may ask for (in STATUS, and in LIST's `RETURN (STATUS (...))`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatusItem {
     Messages,
     Recent,
     UidNext,
@@ -392,14 +497,9 @@ enum StatusItem {
     HighestModseq,
 }
 
-/// STATUS, with SIZE (RFC 8438) and HIGHESTMODSEQ (RFC 7162 §3.1.7, a CONDSTORE enabling
-/// command).
-pub(crate) fn status(
-    session: &mut Session,
-    args: &mut Args<'_>,
-    ctx: &Context<'_>,
-) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+/// Reads a space then `(item *(SP item))` of STATUS items (RFC 3501 §6.3.10; SIZE of RFC 8438,
+/// HIGHESTMODSEQ of RFC 7162). An empty list is a syntax error.
+pub(crate) fn status_items(args: &mut Args<'_>) -> Result<Vec<StatusItem>, ParseError> {
     let mut items = Vec::new();
     if args.token()? != Some(Token::ListOpen) {
         return Err(ParseError::ExpectedList);
@@ -420,11 +520,105 @@ pub(crate) fn status(
             _ => return Err(ParseError::Unbalanced),
         }
     }
-    args.finish()?;
     if items.is_empty() {
         return Err(ParseError::MissingArgument);
     }
-    if items.iter().any(|i| matches!(i, StatusItem::HighestModseq)) {
+    Ok(items)
+}
+
+/// The numbers a STATUS response can carry, for one mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StatusValues {
+    pub messages: usize,
+    pub recent: usize,
+    pub uid_next: u32,
+    pub uid_validity: u32,
+    pub unseen: usize,
+    pub size: u64,
+    pub highest_modseq: u64,
+}
+
+impl StatusValues {
+    /// From a fresh snapshot of a mailbox that this session has not selected. `\Recent`
+    /// counts the messages still in `new/`: no session has been told of them yet.
+    pub(crate) fn of_index(index: &Index) -> StatusValues {
+        StatusValues {
+            messages: index.messages.len(),
+            recent: index.messages.iter().filter(|m| m.in_new).count(),
+            uid_next: index.uid_next,
+            uid_validity: index.uid_validity,
+            unseen: index.unseen(),
+            size: index.total_size(),
+            highest_modseq: index.highest_modseq,
+        }
+    }
+
+    /// From the session's own view of its selected mailbox: what it was last told (EXISTS,
+    /// its `\Recent` messages, the snapshot it was brought up to date with), so a STATUS
+    /// returned by LIST-STATUS never contradicts the untagged responses the client has seen
+    /// (RFC 5819 §2; RFC 3501 §6.3.10 warns against fresher numbers for the selected mailbox).
+    pub(crate) fn of_view(view: &Selected) -> StatusValues {
+        let known = view.known();
+        let in_view = |uid: u32| view.uids().binary_search(&uid).is_ok();
+        let viewed = known.messages.iter().filter(|m| in_view(m.uid));
+        let (mut unseen, mut size) = (0, 0u64);
+        for m in viewed {
+            if !m.flags.has(crate::store::flags::SEEN) {
+                unseen += 1;
+            }
+            size = size.saturating_add(m.size);
+        }
+        StatusValues {
+            messages: view.uids().len(),
+            recent: view.recent_count(),
+            uid_next: known.uid_next,
+            uid_validity: known.uid_validity,
+            unseen,
+            size,
+            highest_modseq: known.highest_modseq,
+        }
+    }
+}
+
+/// Writes `* STATUS <name> (<item> <value> ...)`.
+pub(crate) fn write_status(
+    name: &str,
+    items: &[StatusItem],
+    values: &StatusValues,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"* STATUS ");
+    write_mailbox_name(name, out);
+    out.extend_from_slice(b" (");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let text = match item {
+            StatusItem::Messages => format!("MESSAGES {}", values.messages),
+            StatusItem::Recent => format!("RECENT {}", values.recent),
+            StatusItem::UidNext => format!("UIDNEXT {}", values.uid_next),
+            StatusItem::UidValidity => format!("UIDVALIDITY {}", values.uid_validity),
+            StatusItem::Unseen => format!("UNSEEN {}", values.unseen),
+            StatusItem::Size => format!("SIZE {}", values.size),
+            StatusItem::HighestModseq => format!("HIGHESTMODSEQ {}", values.highest_modseq),
+        };
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+/// STATUS, with SIZE (RFC 8438) and HIGHESTMODSEQ (RFC 7162 §3.1.7, a CONDSTORE enabling
+/// command).
+pub(crate) fn status(
+    session: &mut Session,
+    args: &mut Args<'_>,
+    ctx: &Context<'_>,
+) -> Result<Outcome, ParseError> {
+    let name = mailbox_arg(args)?;
+    let items = status_items(args)?;
+    args.finish()?;
+    if items.contains(&StatusItem::HighestModseq) {
         session.enabled.enable_condstore();
     }
     Ok(with_mail(
@@ -434,32 +628,7 @@ pub(crate) fn status(
         // which belongs to the session that selects the mailbox. Opening reads the folder.
         move |mail| Ok((name.clone(), mail.open(&name)?.snapshot())),
         move |_, (name, index), tag, out| {
-            out.extend_from_slice(b"* STATUS ");
-            write_mailbox_name(&name, out);
-            out.extend_from_slice(b" (");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                let text = match item {
-                    StatusItem::Messages => format!("MESSAGES {}", index.messages.len()),
-                    StatusItem::Recent => {
-                        format!(
-                            "RECENT {}",
-                            index.messages.iter().filter(|m| m.in_new).count()
-                        )
-                    }
-                    StatusItem::UidNext => format!("UIDNEXT {}", index.uid_next),
-                    StatusItem::UidValidity => format!("UIDVALIDITY {}", index.uid_validity),
-                    StatusItem::Unseen => format!("UNSEEN {}", index.unseen()),
-                    StatusItem::Size => format!("SIZE {}", index.total_size()),
-                    StatusItem::HighestModseq => {
-                        format!("HIGHESTMODSEQ {}", index.highest_modseq)
-                    }
-                };
-                out.extend_from_slice(text.as_bytes());
-            }
-            out.extend_from_slice(b")\r\n");
+            write_status(&name, &items, &StatusValues::of_index(&index), out);
             response::tagged(out, tag, Status::Ok, "STATUS completed");
             Status::Ok
         },

@@ -21,6 +21,7 @@ use super::search::search_command;
 use super::selected::{expunge, no_mailbox, read_only};
 use crate::imap::CommandName;
 use crate::store::flags::{self, Flags};
+use crate::store::mailbox::NewMessage;
 use crate::store::{FlagMode, Mailbox, StoreError};
 
 /// `UID <command> ...`: routes to the command in UID mode.
@@ -309,7 +310,11 @@ fn copy(
             .user(&user)
             .and_then(|mail| mail.open(&destination))
             .and_then(|dest| {
-                let pairs = source.copy_to(&uids, &dest)?;
+                let pairs = if is_move {
+                    source.copy_for_move(&uids, &dest)?
+                } else {
+                    source.copy_to(&uids, &dest)?
+                };
                 if is_move && !pairs.is_empty() {
                     let moved: Vec<u32> = pairs.iter().map(|&(src, _)| src).collect();
                     source.set_flags(
@@ -367,39 +372,90 @@ fn copy(
     })))
 }
 
-/// APPEND (with APPENDUID, RFC 4315): `APPEND mailbox [(flags)] ["date-time"] literal`.
+/// The most messages one MULTIAPPEND may carry. RFC 3502 sets no limit; the bytes of a command
+/// are bounded by the framer (one literal's worth plus a line), but empty messages cost ten
+/// bytes each on the wire and a file each on disk.
+const MAX_APPEND_MESSAGES: usize = 10_000;
+
+/// One message of an APPEND, as parsed.
+struct AppendMessage {
+    system: u8,
+    keywords: Vec<String>,
+    date: Option<i64>,
+    content: Vec<u8>,
+}
+
+/// Reads the messages of an APPEND: `append-message *(append-message)` where each is
+/// `[SP flag-list] [SP date-time] SP literal` (RFC 3501 §6.3.11, repeated by MULTIAPPEND,
+/// RFC 3502 §6). Every message is parsed before anything is stored, so a syntax error in any
+/// of them (a bad date in the second one, say) fails the whole command with nothing stored.
+fn append_messages(args: &mut Args<'_>) -> Result<Vec<AppendMessage>, ParseError> {
+    let mut messages = Vec::new();
+    loop {
+        let mut message = AppendMessage {
+            system: 0,
+            keywords: Vec::new(),
+            date: None,
+            content: Vec::new(),
+        };
+        let (mut seen_flags, mut seen_date) = (false, false);
+        loop {
+            let next = args.rest().iter().find(|&&b| b != b' ').copied();
+            match next {
+                Some(b'(') if !seen_flags && !seen_date => {
+                    let (s, k) = flag_list(args)?;
+                    message.system = s;
+                    message.keywords = k;
+                    seen_flags = true;
+                }
+                Some(b'"') if !seen_date => {
+                    let Some(Token::String(text)) = args.token()? else {
+                        return Err(ParseError::MissingArgument);
+                    };
+                    let parsed = datetime::parse_date_time(&text).ok_or(ParseError::BadAtom)?;
+                    message.date = Some(parsed.timestamp());
+                    seen_date = true;
+                }
+                Some(b'{' | b'~') => match args.token()? {
+                    Some(Token::String(bytes)) => {
+                        message.content = bytes.into_owned();
+                        break;
+                    }
+                    _ => return Err(ParseError::BadLiteral),
+                },
+                _ => return Err(ParseError::MissingArgument),
+            }
+        }
+        messages.push(message);
+        if args.at_end() {
+            return Ok(messages);
+        }
+    }
+}
+
+/// APPEND with APPENDUID (RFC 4315) and MULTIAPPEND (RFC 3502): `APPEND mailbox
+/// append-message *(SP append-message)`. All messages are stored or none (§3: "the server MUST
+/// NOT append any of them" when one fails), and the answer carries one APPENDUID with the UIDs
+/// of all of them in order (RFC 4315 §3 allows a set for MULTIAPPEND).
 pub(crate) fn append(
     session: &mut Session,
     args: &mut Args<'_>,
+    tag: &[u8],
     ctx: &Context<'_>,
+    out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
     let name = mailbox_arg(args)?;
-    let mut system = 0u8;
-    let mut keywords = Vec::new();
-    let mut date = None;
-    let content = loop {
-        let next = args.rest().iter().find(|&&b| b != b' ').copied();
-        match next {
-            Some(b'(') => {
-                let (s, k) = flag_list(args)?;
-                system = s;
-                keywords = k;
-            }
-            Some(b'"') => {
-                let Some(Token::String(text)) = args.token()? else {
-                    return Err(ParseError::MissingArgument);
-                };
-                let parsed = datetime::parse_date_time(&text).ok_or(ParseError::BadAtom)?;
-                date = Some(parsed.timestamp());
-            }
-            Some(b'{' | b'~') => match args.token()? {
-                Some(Token::String(bytes)) => break bytes.into_owned(),
-                _ => return Err(ParseError::BadLiteral),
-            },
-            _ => return Err(ParseError::MissingArgument),
-        }
-    };
+    let messages = append_messages(args)?;
     args.finish()?;
+    if messages.len() > MAX_APPEND_MESSAGES {
+        response::tagged(
+            out,
+            tag,
+            Status::No,
+            &format!("[LIMIT] At most {MAX_APPEND_MESSAGES} messages per APPEND"),
+        );
+        return Ok(Outcome::Done(Status::No));
+    }
     let store = ctx.store.clone();
     let user = session.user().unwrap_or_default().to_string();
     Ok(Outcome::Work(Work::new(move || {
@@ -407,12 +463,20 @@ pub(crate) fn append(
             .user(&user)
             .and_then(|mail| mail.open(&name))
             .and_then(|mailbox| {
-                let names: Vec<&str> = keywords.iter().map(String::as_str).collect();
-                let uid = mailbox.append(&content, system, &names, date)?;
-                Ok((mailbox, uid))
+                let batch: Vec<NewMessage<'_>> = messages
+                    .iter()
+                    .map(|m| NewMessage {
+                        content: &m.content,
+                        system: m.system,
+                        keywords: &m.keywords,
+                        internal_date: m.date,
+                    })
+                    .collect();
+                let uids = mailbox.append_all(&batch)?;
+                Ok((mailbox, uids))
             });
         Done::new(move |session, tag, out| match result {
-            Ok((mailbox, uid)) => {
+            Ok((mailbox, uids)) => {
                 let index = mailbox.snapshot();
                 // Appending to the selected mailbox: the client learns of it at once.
                 let enabled = session.enabled;
@@ -421,12 +485,16 @@ pub(crate) fn append(
                 {
                     selected.catch_up(index.clone(), true, &[], enabled, out);
                 }
-                response::tagged(
-                    out,
-                    tag,
-                    Status::Ok,
-                    &format!("[APPENDUID {} {uid}] APPEND completed", index.uid_validity),
+                // UIDs are handed out ascending in message order, so the compact form keeps
+                // the order RFC 4315 §3 asks for.
+                let mut set = Vec::new();
+                write_compact(&uids, &mut set);
+                let text = format!(
+                    "[APPENDUID {} {}] APPEND completed",
+                    index.uid_validity,
+                    String::from_utf8_lossy(&set)
                 );
+                response::tagged(out, tag, Status::Ok, &text);
                 Status::Ok
             }
             Err(e) => destination_failure(&e, tag, out),

@@ -4,10 +4,12 @@
 //! * [`general`]: CAPABILITY, NOOP, LOGOUT, ID, ENABLE (any or authenticated state).
 //! * [`auth`]: LOGIN and AUTHENTICATE (PLAIN, LOGIN, with SASL-IR).
 //! * [`idle`]: IDLE and its `DONE`.
-//! * [`mailbox`]: SELECT, EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB, STATUS,
-//!   NAMESPACE.
+//! * [`mailbox`]: SELECT, EXAMINE, CREATE (with CREATE-SPECIAL-USE), DELETE, RENAME,
+//!   (UN)SUBSCRIBE, LIST, LSUB, STATUS, NAMESPACE.
+//! * [`list`]: LIST-EXTENDED (RFC 5258, RFC 6154 §2) and LIST-STATUS (RFC 5819).
 //! * [`selected`]: NOOP with a mailbox, CHECK, CLOSE, UNSELECT, EXPUNGE.
-//! * [`message`]: STORE, COPY, MOVE, APPEND, the UID forms, and the sequence-set helpers.
+//! * [`message`]: STORE, COPY, MOVE, APPEND (with MULTIAPPEND), the UID forms, and the
+//!   sequence-set helpers.
 //! * [`fetch`]: FETCH (streaming large literals). [`search`]: SEARCH.
 //! * [`sort`]: SORT and THREAD (and their UID forms).
 //! * [`quota`]: GETQUOTA and GETQUOTAROOT (RFC 9208).
@@ -17,6 +19,7 @@ mod content;
 pub mod fetch;
 pub mod general;
 pub mod idle;
+pub mod list;
 pub mod mailbox;
 pub mod message;
 pub mod quota;
@@ -110,7 +113,7 @@ pub(crate) fn dispatch(
         C::Noop => general::noop(&args, tag, out),
         C::Select => mailbox::select(session, &mut args, tag, ctx, out, false),
         C::Examine => mailbox::select(session, &mut args, tag, ctx, out, true),
-        C::Create => mailbox::simple(session, &mut args, ctx, "CREATE", UserMail::create),
+        C::Create => mailbox::create(session, &mut args, tag, ctx, out),
         C::Delete => mailbox::simple(session, &mut args, ctx, "DELETE", UserMail::delete),
         C::Subscribe => mailbox::simple(session, &mut args, ctx, "SUBSCRIBE", UserMail::subscribe),
         C::Unsubscribe => mailbox::simple(
@@ -148,7 +151,7 @@ pub(crate) fn dispatch(
         C::Fetch | C::Store | C::Search | C::Copy | C::Move => {
             message::plain(session, name, &mut args, tag, ctx, out)
         }
-        C::Append => message::append(session, &mut args, ctx),
+        C::Append => message::append(session, &mut args, tag, ctx, out),
         C::Getquotaroot => quota::getquotaroot(session, &mut args, ctx),
         C::Getquota => quota::getquota(session, &mut args, tag, ctx, out),
         _ => {
