@@ -35,6 +35,7 @@ pub struct Enabled(u8);
 impl Enabled {
     const CONDSTORE: u8 = 1;
     const QRESYNC: u8 = 2;
+    const IMAP4REV2: u8 = 4;
 
     /// Nothing enabled: RFC 3501 behaviour.
     pub const NONE: Enabled = Enabled(0);
@@ -48,6 +49,17 @@ impl Enabled {
     /// QRESYNC is on (§3.2): expunges are reported as VANISHED instead of EXPUNGE.
     pub fn qresync(self) -> bool {
         self.0 & Self::QRESYNC != 0
+    }
+
+    /// `ENABLE IMAP4rev2` was sent (RFC 9051 §6.3.1): the session speaks IMAP4rev2 (no
+    /// `\Recent`, ESEARCH answers, UTF-8 mailbox names on the wire).
+    pub fn imap4rev2(self) -> bool {
+        self.0 & Self::IMAP4REV2 != 0
+    }
+
+    /// After `ENABLE IMAP4rev2`. It cannot be turned off again in the session (RFC 5161 §3).
+    pub fn enable_imap4rev2(&mut self) {
+        self.0 |= Self::IMAP4REV2;
     }
 
     /// After a CONDSTORE enabling command (§3.1): SELECT/EXAMINE (CONDSTORE), FETCH MODSEQ or

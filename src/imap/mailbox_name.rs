@@ -6,6 +6,11 @@
 //! refuses raw 8-bit or control bytes, a shift that encodes printable ASCII, an unterminated
 //! or empty shift, non-zero padding bits, adjacent shifts that should have been one, and broken
 //! surrogate pairs.
+//!
+//! A session that enabled IMAP4rev2 sends and receives names as UTF-8 instead (RFC 9051 §5.1,
+//! the name part of RFC 6855 UTF8=ACCEPT): [`decode_utf8`] and [`for_wire`]. On disk nothing
+//! changes, the store keeps writing modified UTF-7 folder names as Dovecot does, so a rev1
+//! and a rev2 client of the same user see the same folder under its two spellings.
 
 use std::borrow::Cow;
 
@@ -24,6 +29,38 @@ pub enum NameError {
     BadUtf16,
     #[error("mailbox name is not in the canonical modified UTF-7 form")]
     NotCanonical,
+    #[error("mailbox names must be valid UTF-8 without control characters")]
+    NotUtf8,
+}
+
+/// Reads a wire name of an IMAP4rev2 session: UTF-8 as it is (RFC 9051 §5.1). Control
+/// characters (C0, DEL, C1) are refused, as §5.1 forbids them in names; an `&` is an
+/// ordinary character here, so `&AOk-` names a folder called `&AOk-`, not `é`.
+pub fn decode_utf8(name: &[u8]) -> Result<&str, NameError> {
+    let name = std::str::from_utf8(name).map_err(|_| NameError::NotUtf8)?;
+    if name.chars().any(char::is_control) {
+        return Err(NameError::NotUtf8);
+    }
+    Ok(name)
+}
+
+/// Reads a wire name: UTF-8 for an IMAP4rev2 session (`utf8`), modified UTF-7 otherwise.
+pub fn from_wire(name: &[u8], utf8: bool) -> Result<Cow<'_, str>, NameError> {
+    if utf8 {
+        decode_utf8(name).map(Cow::Borrowed)
+    } else {
+        decode(name)
+    }
+}
+
+/// A name as it goes on the wire: itself for an IMAP4rev2 session (`utf8`), modified UTF-7
+/// otherwise.
+pub fn for_wire(name: &str, utf8: bool) -> Cow<'_, str> {
+    if utf8 {
+        Cow::Borrowed(name)
+    } else {
+        encode(name)
+    }
 }
 
 fn is_direct(b: u8) -> bool {
@@ -204,6 +241,22 @@ mod tests {
         assert_eq!(decode(b"&U,BTFx-"), Err(NameError::NotCanonical));
         // A lone high surrogate (D800).
         assert_eq!(decode(b"&2AA-"), Err(NameError::BadUtf16));
+    }
+
+    #[test]
+    fn utf8_names_of_imap4rev2_sessions() {
+        assert_eq!(decode_utf8("送信済み".as_bytes()), Ok("送信済み"));
+        // `&` is just a character in UTF-8 mode; its modified UTF-7 reading is not applied.
+        assert_eq!(from_wire(b"&AOk-", true).unwrap(), "&AOk-");
+        assert_eq!(from_wire(b"&AOk-", false).unwrap(), "\u{e9}");
+        assert_eq!(decode_utf8(b"caf\xc3"), Err(NameError::NotUtf8));
+        assert_eq!(decode_utf8(b"a\tb"), Err(NameError::NotUtf8));
+        assert_eq!(decode_utf8("a\u{85}b".as_bytes()), Err(NameError::NotUtf8));
+        assert_eq!(for_wire("Entwürfe", true), "Entwürfe");
+        assert_eq!(for_wire("Entwürfe", false), "Entw&APw-rfe");
+        // The same folder both ways.
+        let rev1 = for_wire("Entwürfe", false);
+        assert_eq!(from_wire(rev1.as_bytes(), false).unwrap(), "Entwürfe");
     }
 
     proptest! {

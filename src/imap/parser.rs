@@ -43,8 +43,15 @@ pub enum ParseError {
     Unbalanced,
     #[error("Invalid mailbox name (modified UTF-7 expected)")]
     BadMailboxName,
+    /// An IMAP4rev2 session sent a name that is not UTF-8 (RFC 9051 §5.1).
+    #[error("Invalid mailbox name (UTF-8 expected)")]
+    BadUtf8MailboxName,
     #[error("Invalid sequence set")]
     BadSequence,
+    /// RECENT (STATUS item, SEARCH keys RECENT/NEW/OLD) in an IMAP4rev2 session: RFC 9051
+    /// Appendix E removed `\Recent`, so the grammar has no such item.
+    #[error("RECENT, NEW and OLD do not exist in IMAP4rev2")]
+    Rev2Removed,
 }
 
 /// A parsed command head; the arguments are read lazily through `args`.

@@ -72,7 +72,9 @@ pub enum CapabilityContext {
 /// is advertised; IDLE follows `IDLECmd.1` and appears before login too, because some Outlook
 /// builds only look at the pre-login list.
 pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityContext) {
-    out.extend_from_slice(b"IMAP4rev1 SASL-IR LITERAL+ ID ENABLE");
+    // IMAP4rev2 (RFC 9051) next to IMAP4rev1: a session stays rev1 until it sends
+    // `ENABLE IMAP4rev2` (§6.3.1). LITERAL+ covers rev2's LITERAL- (§4.3).
+    out.extend_from_slice(b"IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE");
     if settings.idle_cmd {
         out.extend_from_slice(b" IDLE");
     }
@@ -90,7 +92,7 @@ pub fn capabilities(out: &mut Vec<u8>, settings: &Settings, context: CapabilityC
         CapabilityContext::Authenticated => {
             out.extend_from_slice(
                 b" NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE \
-LIST-EXTENDED LIST-STATUS MULTIAPPEND ESEARCH STATUS=SIZE BINARY \
+LIST-EXTENDED LIST-STATUS MULTIAPPEND ESEARCH SEARCHRES STATUS=SIZE BINARY \
 SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT CONDSTORE QRESYNC COMPRESS=DEFLATE \
 QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE APPENDLIMIT=",
             );
@@ -129,6 +131,24 @@ pub fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Writes a UTF-8 text (a mailbox name of an IMAP4rev2 session) as an IMAP string: quoted
+/// when that is safe, as RFC 9051 §4.3 lets quoted strings carry UTF-8, a literal otherwise.
+pub fn utf8_string(out: &mut Vec<u8>, text: &str) {
+    let quotable = text.len() < 1024 && !text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    if !quotable {
+        string(out, text.as_bytes());
+        return;
+    }
+    out.push(b'"');
+    for &b in text.as_bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +185,8 @@ mod tests {
         out.clear();
         string(&mut out, b"x\r\ny");
         assert_eq!(out, b"{4}\r\nx\r\ny");
+        out.clear();
+        utf8_string(&mut out, "Entwürfe \"x\"");
+        assert_eq!(out, "\"Entwürfe \\\"x\\\"\"".as_bytes());
     }
 }

@@ -92,6 +92,9 @@ pub enum SearchKey {
     /// keeps one mod-sequence per message, not per flag, so the entry is checked and ignored,
     /// as the RFC allows for servers without per-flag mod-sequences.
     ModSeq(u64),
+    /// `$`, the saved search result (RFC 5182 §2.1), as a key or after `UID`. The command
+    /// handler swaps it for the messages saved ([`substitute_saved`]) before evaluation.
+    Saved,
     /// All of these (a parenthesised list, or several keys at the top level).
     And(Vec<SearchKey>),
 }
@@ -103,6 +106,8 @@ pub enum ReturnOption {
     Max,
     All,
     Count,
+    /// SAVE (RFC 5182 §2.4): keep the result as `$`; SEARCH only.
+    Save,
 }
 
 /// A parsed SEARCH command.
@@ -202,6 +207,7 @@ fn parse_return_options(args: &mut Args<'_>) -> Result<Vec<ReturnOption>, ParseE
                 b"MAX" => ReturnOption::Max,
                 b"ALL" => ReturnOption::All,
                 b"COUNT" => ReturnOption::Count,
+                b"SAVE" => ReturnOption::Save,
                 _ => return Err(ParseError::BadAtom),
             },
             Some(_) => return Err(ParseError::BadAtom),
@@ -307,6 +313,9 @@ fn parse_key(args: &mut Args<'_>, depth: usize) -> Result<SearchKey, SearchError
         }
         Some(Token::Atom(a)) => a,
     };
+    if atom == b"$" {
+        return Ok(SearchKey::Saved);
+    }
     if matches!(atom.first(), Some(b'0'..=b'9' | b'*')) {
         return Ok(SearchKey::Sequence(SequenceSet::parse(atom)?));
     }
@@ -347,7 +356,10 @@ fn parse_key(args: &mut Args<'_>, depth: usize) -> Result<SearchKey, SearchError
         b"SUBJECT" => SearchKey::Subject(string_arg(args)?),
         b"TEXT" => SearchKey::Text(string_arg(args)?),
         b"TO" => SearchKey::To(string_arg(args)?),
-        b"UID" => SearchKey::Uid(SequenceSet::parse(atom_arg(args)?)?),
+        b"UID" => match atom_arg(args)? {
+            b"$" => SearchKey::Saved,
+            set => SearchKey::Uid(SequenceSet::parse(set)?),
+        },
         b"UNANSWERED" => SearchKey::Unanswered,
         b"UNDELETED" => SearchKey::Undeleted,
         b"UNDRAFT" => SearchKey::Undraft,
@@ -380,6 +392,69 @@ pub trait Candidate {
     /// The raw message, loaded on first use (only for header, date-header and text keys).
     /// `None` if it cannot be read; then those keys do not match.
     fn content(&mut self) -> Option<&[u8]>;
+}
+
+/// Whether `key` uses RECENT, NEW or OLD, which IMAP4rev2 removed with `\Recent` (RFC 9051
+/// Appendix E; its search-key grammar has none of them).
+pub fn uses_recent(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Recent | SearchKey::New | SearchKey::Old => true,
+        SearchKey::Not(k) => uses_recent(k),
+        SearchKey::Or(a, b) => uses_recent(a) || uses_recent(b),
+        SearchKey::And(keys) => keys.iter().any(uses_recent),
+        _ => false,
+    }
+}
+
+/// Replaces every `$` in `key` with the messages of the saved result (`saved`: UIDs,
+/// ascending). `$` names messages, so `$` and `UID $` mean the same (RFC 5182 §2.1); an empty
+/// result matches nothing.
+pub fn substitute_saved(key: &mut SearchKey, saved: &[u32]) {
+    match key {
+        SearchKey::Saved => {
+            *key = if saved.is_empty() {
+                SearchKey::Not(Box::new(SearchKey::All))
+            } else {
+                SearchKey::Uid(SequenceSet::of_ascending(saved))
+            };
+        }
+        SearchKey::Not(k) => substitute_saved(k, saved),
+        SearchKey::Or(a, b) => {
+            substitute_saved(a, saved);
+            substitute_saved(b, saved);
+        }
+        SearchKey::And(keys) => keys.iter_mut().for_each(|k| substitute_saved(k, saved)),
+        _ => {}
+    }
+}
+
+/// The matches (ascending) to keep as `$` for the RETURN options `ret` (RFC 5182 §2.4): only
+/// MIN and/or MAX (with SAVE) keep those messages; otherwise all of them are kept.
+pub fn saved_part(ret: &[ReturnOption], matches: &[u32]) -> Vec<u32> {
+    let min_max_only = ret.iter().all(|o| {
+        matches!(
+            o,
+            ReturnOption::Min | ReturnOption::Max | ReturnOption::Save
+        )
+    }) && ret
+        .iter()
+        .any(|o| matches!(o, ReturnOption::Min | ReturnOption::Max));
+    if !min_max_only {
+        return matches.to_vec();
+    }
+    let mut kept = Vec::new();
+    if ret.contains(&ReturnOption::Min)
+        && let Some(&min) = matches.iter().min()
+    {
+        kept.push(min);
+    }
+    if ret.contains(&ReturnOption::Max)
+        && let Some(&max) = matches.iter().max()
+        && !kept.contains(&max)
+    {
+        kept.push(max);
+    }
+    kept
 }
 
 /// True when evaluating `key` never needs the message's content, so a session can skip loading.
@@ -495,6 +570,8 @@ impl Facts<'_> {
             SearchKey::Seen => seen,
             SearchKey::Unseen => !seen,
             SearchKey::Recent => self.recent,
+            // Always replaced by `substitute_saved` first; an unreplaced `$` names nothing.
+            SearchKey::Saved => false,
             SearchKey::New => self.recent && !seen,
             SearchKey::Old => !self.recent,
             SearchKey::Keyword(k) => self.keyword(k),
@@ -750,6 +827,23 @@ pub fn write_results(
     modseqs: Option<&[u64]>,
     out: &mut Vec<u8>,
 ) {
+    // RFC 5182 §2.4: SAVE alone asks for no ESEARCH response; with other options it changes
+    // nothing in the answer.
+    let without_save: Vec<ReturnOption>;
+    let ret = match ret {
+        Some(options) if options.contains(&ReturnOption::Save) => {
+            without_save = options
+                .iter()
+                .copied()
+                .filter(|&o| o != ReturnOption::Save)
+                .collect();
+            if without_save.is_empty() {
+                return;
+            }
+            Some(without_save.as_slice())
+        }
+        other => other,
+    };
     let Some(ret) = ret else {
         out.extend_from_slice(b"* SEARCH");
         for n in matches {
@@ -915,6 +1009,77 @@ mod tests {
         matches(&key(args), c, 10, 100)
     }
 
+    #[test]
+    fn saved_result_variable() {
+        // `$` as a key and after UID (RFC 5182 §2.1), also inside other keys.
+        assert_eq!(key("$"), SearchKey::Saved);
+        assert_eq!(key("UID $"), SearchKey::Saved);
+        let mut k = key("OR $ DELETED");
+        substitute_saved(&mut k, &[3, 4, 5, 9]);
+        let SearchKey::Or(a, _) = &k else {
+            panic!("OR expected: {k:?}");
+        };
+        assert_eq!(
+            **a,
+            SearchKey::Uid(SequenceSet::of_ascending(&[3, 4, 5, 9]))
+        );
+        // An empty (or never saved) result matches nothing.
+        let mut k = key("$");
+        substitute_saved(&mut k, &[]);
+        let mut any = Fake::default();
+        assert!(!matches(&k, &mut any, 10, 100));
+        assert!(!matches(&SearchKey::Saved, &mut any, 10, 100));
+        // RETURN (SAVE), alone or with others.
+        let r = req("RETURN (SAVE MIN) ALL").expect("valid");
+        assert_eq!(r.ret, Some(vec![ReturnOption::Save, ReturnOption::Min]));
+        assert_eq!(
+            saved_part(&[ReturnOption::Save, ReturnOption::Min], &[4, 7, 9]),
+            vec![4]
+        );
+        assert_eq!(
+            saved_part(
+                &[ReturnOption::Save, ReturnOption::Min, ReturnOption::Max],
+                &[4, 7, 9]
+            ),
+            vec![4, 9]
+        );
+        assert_eq!(
+            saved_part(
+                &[ReturnOption::Save, ReturnOption::Max, ReturnOption::Count],
+                &[4, 7]
+            ),
+            vec![4, 7]
+        );
+        assert_eq!(saved_part(&[ReturnOption::Save], &[4, 7]), vec![4, 7]);
+        assert!(saved_part(&[ReturnOption::Save, ReturnOption::Min], &[]).is_empty());
+    }
+
+    #[test]
+    fn save_alone_answers_nothing_and_rev2_keys() {
+        let mut out = Vec::new();
+        write_results(
+            b"t",
+            false,
+            Some(&[ReturnOption::Save][..]),
+            &[1, 2],
+            None,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        write_results(
+            b"t",
+            true,
+            Some(&[ReturnOption::Save, ReturnOption::Count][..]),
+            &[1, 2],
+            None,
+            &mut out,
+        );
+        assert_eq!(out, b"* ESEARCH (TAG \"t\") UID COUNT 2\r\n");
+        assert!(uses_recent(&key("NOT OR SEEN (NEW)")));
+        assert!(uses_recent(&key("OLD")));
+        assert!(!uses_recent(&key("UNSEEN $")));
+    }
+
     const MAIL: &str = "Date: Tue, 1 Jul 2003 23:52:37 -0700\r\n\
         From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>\r\n\
         To: Alice <alice@example.com>,\r\n Bob <bob@example.net>\r\n\
@@ -1040,7 +1205,7 @@ mod tests {
         assert_eq!(parse_err("FROBNICATE"), ParseError::BadAtom);
         assert_eq!(parse_err("\"ALL\""), ParseError::BadAtom);
         assert_eq!(parse_err("FROM (x)"), ParseError::BadAtom);
-        assert_eq!(parse_err("RETURN (SAVE) ALL"), ParseError::BadAtom);
+        assert_eq!(parse_err("RETURN (PARTIAL 1:10) ALL"), ParseError::BadAtom);
         assert_eq!(parse_err("RETURN ALL"), ParseError::ExpectedList);
         assert_eq!(parse_err("RETURN (MIN"), ParseError::Unbalanced);
         assert_eq!(parse_err("SUBJECT \"x"), ParseError::UnterminatedQuoted);

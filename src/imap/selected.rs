@@ -8,7 +8,12 @@
 //!
 //! With CONDSTORE enabled (RFC 7162 §3.1, §3.2.4) those FETCH responses carry `UID` and
 //! `MODSEQ`; with QRESYNC enabled (§3.2.10.2) expunges are reported as one `VANISHED <uids>`
-//! instead of `EXPUNGE` per message.
+//! instead of `EXPUNGE` per message. With IMAP4rev2 enabled (RFC 9051 Appendix E) there is no
+//! `\Recent` flag and no `RECENT` response.
+//!
+//! The view also keeps the saved search result of SEARCHRES (RFC 5182, part of RFC 9051
+//! §6.4.4.1): it belongs to the selected mailbox, so SELECT, EXAMINE, CLOSE and UNSELECT,
+//! which drop the view, reset it as RFC 5182 §2.1 asks.
 
 use std::sync::Arc;
 
@@ -27,8 +32,11 @@ pub struct Selected {
     known: Arc<Index>,
     /// UID of message `msn` at `uids[msn - 1]`, ascending.
     uids: Vec<u32>,
-    /// UIDs that are `\Recent` for this session, ascending.
+    /// UIDs that are `\Recent` for this session, ascending; always empty in IMAP4rev2.
     recent: Vec<u32>,
+    /// The saved search result `$` (RFC 5182) as UIDs, ascending: UIDs, not sequence
+    /// numbers, so that messages expunged later simply drop out of it (§2.1).
+    saved: Vec<u32>,
 }
 
 impl Selected {
@@ -48,6 +56,36 @@ impl Selected {
             known: index,
             uids,
             recent,
+            saved: Vec::new(),
+        }
+    }
+
+    /// Drops the `\Recent` state: the session turned IMAP4rev2 on (RFC 9051 has no `\Recent`).
+    pub fn forget_recent(&mut self) {
+        self.recent = Vec::new();
+    }
+
+    /// Replaces the saved search result `$` (RFC 5182 §2.1) with these UIDs.
+    pub fn save_result(&mut self, mut uids: Vec<u32>) {
+        uids.sort_unstable();
+        uids.dedup();
+        self.saved = uids;
+    }
+
+    /// The saved search result as UIDs, ascending.
+    pub fn saved_uids(&self) -> &[u32] {
+        &self.saved
+    }
+
+    /// The saved search result `$` as a sequence set of this session: UIDs for a UID command,
+    /// else the sequence numbers the saved messages have now (RFC 5182 §2.1). Saved messages
+    /// that were expunged are left out; the set is empty when nothing is saved.
+    pub fn saved_set(&self, uid_mode: bool) -> SequenceSet {
+        if uid_mode {
+            SequenceSet::of_ascending(&self.saved)
+        } else {
+            let msns: Vec<u32> = self.saved.iter().filter_map(|&u| self.msn_of(u)).collect();
+            SequenceSet::of_ascending(&msns)
         }
     }
 
@@ -165,12 +203,16 @@ impl Selected {
         let arrived = &latest.messages[first_new..];
         if !arrived.is_empty() {
             self.uids.extend(arrived.iter().map(|m| m.uid));
-            self.recent.extend(arrived.iter().map(|m| m.uid));
             out.extend_from_slice(b"* ");
             out.extend_from_slice(self.uids.len().to_string().as_bytes());
-            out.extend_from_slice(b" EXISTS\r\n* ");
-            out.extend_from_slice(self.recent.len().to_string().as_bytes());
-            out.extend_from_slice(b" RECENT\r\n");
+            out.extend_from_slice(b" EXISTS\r\n");
+            // RFC 9051 Appendix E: IMAP4rev2 removed `\Recent` and the RECENT response.
+            if !enabled.imap4rev2() {
+                self.recent.extend(arrived.iter().map(|m| m.uid));
+                out.extend_from_slice(b"* ");
+                out.extend_from_slice(self.recent.len().to_string().as_bytes());
+                out.extend_from_slice(b" RECENT\r\n");
+            }
         }
         self.known = latest;
     }

@@ -27,7 +27,9 @@ impl SeqBound {
 /// A parsed `sequence-set` such as `1,3:4,7:*`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SequenceSet {
-    /// Never empty. For two numbers the smaller comes first; `*` is always second when present.
+    /// For two numbers the smaller comes first; `*` is always second when present. Never
+    /// empty when parsed; empty only for an empty saved search result `$` (RFC 5182), which
+    /// every method treats as naming nothing.
     ranges: Vec<(SeqBound, SeqBound)>,
 }
 
@@ -81,6 +83,19 @@ impl SequenceSet {
             });
         }
         Some(SequenceSet { ranges: out })
+    }
+
+    /// The set of `numbers` (strictly ascending, no zero), as few ranges as they allow; empty
+    /// when `numbers` is. For the saved search result `$` of RFC 5182.
+    pub fn of_ascending(numbers: &[u32]) -> SequenceSet {
+        let mut ranges: Vec<(SeqBound, SeqBound)> = Vec::new();
+        for &n in numbers {
+            match ranges.last_mut() {
+                Some((_, SeqBound::Number(hi))) if hi.checked_add(1) == Some(n) => *hi = n,
+                _ => ranges.push((SeqBound::Number(n), SeqBound::Number(n))),
+            }
+        }
+        SequenceSet { ranges }
     }
 
     /// The ranges as parsed (numeric bounds ordered, `*` second).
@@ -309,6 +324,21 @@ mod tests {
     use proptest::prelude::*;
 
     use SeqBound::{Number as N, Star};
+
+    #[test]
+    fn saved_results_become_compact_sets() {
+        let set = SequenceSet::of_ascending(&[2, 3, 4, 7, 9, 10]);
+        assert_eq!(set.ranges(), &[(N(2), N(4)), (N(7), N(7)), (N(9), N(10))]);
+        assert!(set.contains(3, 10) && !set.contains(5, 10));
+        // The empty saved result names nothing, `*` included.
+        let empty = SequenceSet::of_ascending(&[]);
+        assert!(!empty.contains(1, 1));
+        assert_eq!(empty.max_number(), None);
+        assert!(empty.select(&[1, 2, 3]).is_empty());
+        assert!(empty.intervals(5).is_empty());
+        let top = SequenceSet::of_ascending(&[u32::MAX - 1, u32::MAX]);
+        assert_eq!(top.ranges(), &[(N(u32::MAX - 1), N(u32::MAX))]);
+    }
 
     fn set(s: &str) -> SequenceSet {
         SequenceSet::parse(s.as_bytes()).expect("valid sequence set")

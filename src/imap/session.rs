@@ -345,6 +345,12 @@ impl Session {
         }
     }
 
+    /// Whether mailbox names go over the wire as UTF-8 (IMAP4rev2 enabled, RFC 9051 §5.1)
+    /// rather than modified UTF-7.
+    pub(crate) fn utf8_names(&self) -> bool {
+        self.enabled.imap4rev2()
+    }
+
     /// The logged-in user, if any.
     pub fn user(&self) -> Option<&str> {
         match &self.state {

@@ -50,7 +50,7 @@ pub(crate) fn fetch_command(
     out: &mut Vec<u8>,
     uid_mode: bool,
 ) -> Result<Outcome, ParseError> {
-    let set = sequence_arg(args)?;
+    let set = sequence_arg(session, args, uid_mode)?;
     let mut attrs = fetch::parse_attrs(args)?;
     let modifiers = condstore::parse_fetch_modifiers(args)?;
     args.finish()?;

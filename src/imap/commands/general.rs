@@ -90,9 +90,11 @@ pub(crate) fn id(
 }
 
 /// ENABLE (RFC 5161) of CONDSTORE and QRESYNC (RFC 7162 §3.1, §3.2.3; QRESYNC implies
-/// CONDSTORE). `* ENABLED` lists each supported name asked for, once, also when it was already
-/// on (as Dovecot does: a client must never read a missing name as "off" for an extension that
-/// is on); unknown names are ignored, as RFC 5161 §3.1 asks.
+/// CONDSTORE) and IMAP4rev2 (RFC 9051 §6.3.1). `* ENABLED` lists each supported name asked
+/// for, once, also when it was already on (as Dovecot does: a client must never read a missing
+/// name as "off" for an extension that is on); unknown names are ignored, as RFC 5161 §3.1
+/// asks. IMAP4rev2 enabled with a mailbox selected takes effect at once: the view forgets its
+/// `\Recent` messages, which rev2 does not have (RFC 9051 Appendix E).
 pub(crate) fn enable(
     session: &mut Session,
     args: &mut Args<'_>,
@@ -103,12 +105,14 @@ pub(crate) fn enable(
     while !args.at_end() {
         names.push(args.atom()?);
     }
-    let (mut condstore, mut qresync) = (false, false);
+    let (mut condstore, mut qresync, mut rev2) = (false, false, false);
     for name in names {
         if name.eq_ignore_ascii_case(b"CONDSTORE") {
             condstore = true;
         } else if name.eq_ignore_ascii_case(b"QRESYNC") {
             qresync = true;
+        } else if name.eq_ignore_ascii_case(b"IMAP4rev2") {
+            rev2 = true;
         }
     }
     out.extend_from_slice(b"* ENABLED");
@@ -119,6 +123,13 @@ pub(crate) fn enable(
     if qresync {
         session.enabled.enable_qresync();
         out.extend_from_slice(b" QRESYNC");
+    }
+    if rev2 {
+        session.enabled.enable_imap4rev2();
+        if let Some(selected) = session.selected.as_deref_mut() {
+            selected.forget_recent();
+        }
+        out.extend_from_slice(b" IMAP4rev2");
     }
     out.extend_from_slice(b"\r\n");
     response::tagged(out, tag, Status::Ok, "ENABLE completed");

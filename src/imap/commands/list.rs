@@ -11,12 +11,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::mailbox_name;
 use super::super::parser::{Args, ParseError, Token};
 use super::super::response::{self, Status};
 use super::super::session::{Context, Outcome, Session};
 use super::mailbox::{
-    SEPARATOR, StatusItem, StatusValues, pattern_matches, status_items, with_mail,
+    SEPARATOR, StatusItem, StatusValues, decode_name, pattern_matches, status_items, with_mail,
     write_mailbox_name, write_status,
 };
 use crate::store::MailboxInfo;
@@ -69,20 +68,15 @@ fn peek(args: &Args<'_>) -> Option<u8> {
     args.rest().iter().find(|&&b| b != b' ').copied()
 }
 
-fn decode(raw: &[u8]) -> Result<String, ParseError> {
-    mailbox_name::decode(raw)
-        .map(|n| n.into_owned())
-        .map_err(|_| ParseError::BadMailboxName)
-}
-
-/// Parses the arguments of LIST, plain or extended.
-pub(crate) fn parse(args: &mut Args<'_>) -> Result<ListCommand, ListError> {
+/// Parses the arguments of LIST, plain or extended; names and patterns are UTF-8 when `utf8`
+/// (an IMAP4rev2 session, RFC 9051 §5.1), modified UTF-7 otherwise.
+pub(crate) fn parse(args: &mut Args<'_>, utf8: bool) -> Result<ListCommand, ListError> {
     let mut options = ListOptions::default();
     if peek(args) == Some(b'(') {
         options.extended = true;
         parse_selection(args, &mut options)?;
     }
-    let reference = decode(&args.astring()?)?;
+    let reference = decode_name(&args.astring()?, utf8)?;
     let mut patterns = Vec::new();
     if peek(args) == Some(b'(') {
         // mbox-or-pat = list-mailbox / patterns; patterns = "(" list-mailbox *(SP
@@ -92,13 +86,13 @@ pub(crate) fn parse(args: &mut Args<'_>) -> Result<ListCommand, ListError> {
         loop {
             match args.token()? {
                 Some(Token::ListClose) if !patterns.is_empty() => break,
-                Some(Token::Atom(atom)) => patterns.push(decode(atom)?),
-                Some(Token::String(text)) => patterns.push(decode(&text)?),
+                Some(Token::Atom(atom)) => patterns.push(decode_name(atom, utf8)?),
+                Some(Token::String(text)) => patterns.push(decode_name(&text, utf8)?),
                 _ => return Err(ParseError::Unbalanced.into()),
             }
         }
     } else {
-        patterns.push(decode(&args.astring()?)?);
+        patterns.push(decode_name(&args.astring()?, utf8)?);
     }
     if !args.at_end() {
         let word = args.atom()?;
@@ -283,7 +277,7 @@ pub(crate) fn select(
 }
 
 /// Writes one `* LIST` line of an extended LIST.
-pub(crate) fn write_entry(entry: &ListEntry, options: &ListOptions, out: &mut Vec<u8>) {
+pub(crate) fn write_entry(entry: &ListEntry, options: &ListOptions, utf8: bool, out: &mut Vec<u8>) {
     let info = &entry.info;
     let mut attributes: Vec<&str> = Vec::new();
     if !info.exists {
@@ -307,7 +301,7 @@ pub(crate) fn write_entry(entry: &ListEntry, options: &ListOptions, out: &mut Ve
     out.extend_from_slice(b"* LIST (");
     out.extend_from_slice(attributes.join(" ").as_bytes());
     out.extend_from_slice(b") \".\" ");
-    write_mailbox_name(&info.name, out);
+    write_mailbox_name(&info.name, utf8, out);
     if !entry.childinfo.is_empty() {
         // mbox-list-extended-item = "CHILDINFO" SP "(" tag *(SP tag) ")" (§6), tags quoted.
         out.extend_from_slice(b" (\"CHILDINFO\" (");
@@ -345,6 +339,10 @@ pub(crate) fn extended(
         response::tagged(out, tag, Status::Ok, "LIST completed");
         return Outcome::Done(Status::Ok);
     }
+    if session.enabled.imap4rev2() && options.status.contains(&StatusItem::Recent) {
+        // RFC 9051 §6.3.11: no RECENT status item in IMAP4rev2.
+        return refuse(ListError::Syntax(ParseError::Rev2Removed), tag, out);
+    }
     if options.status.contains(&StatusItem::HighestModseq) {
         // As for STATUS (HIGHESTMODSEQ), a CONDSTORE enabling command (RFC 7162 §3.1).
         session.enabled.enable_condstore();
@@ -375,8 +373,9 @@ pub(crate) fn extended(
             Ok((entries, statuses, options))
         },
         |session, (entries, statuses, options), tag, out| {
+            let utf8 = session.utf8_names();
             for (entry, values) in entries.iter().zip(statuses) {
-                write_entry(entry, &options, out);
+                write_entry(entry, &options, utf8, out);
                 if options.status.is_empty() || !entry.info.exists {
                     continue;
                 }
@@ -387,7 +386,7 @@ pub(crate) fn extended(
                     _ => values,
                 };
                 if let Some(values) = values {
-                    write_status(&entry.info.name, &options.status, &values, out);
+                    write_status(&entry.info.name, &options.status, &values, utf8, out);
                 }
             }
             response::tagged(out, tag, Status::Ok, "LIST completed");
@@ -417,7 +416,7 @@ mod tests {
     fn parse_list(line: &str) -> Result<ListCommand, ListError> {
         let command = parse_command(line.as_bytes()).expect("command");
         let mut args = command.args;
-        parse(&mut args)
+        parse(&mut args, false)
     }
 
     fn info(name: &str, exists: bool, subscribed: bool) -> MailboxInfo {
@@ -604,6 +603,7 @@ mod tests {
                 childinfo: vec!["SUBSCRIBED"],
             },
             &opts,
+            false,
             &mut out,
         );
         write_entry(
@@ -612,6 +612,7 @@ mod tests {
                 childinfo: vec![],
             },
             &opts,
+            false,
             &mut out,
         );
         write_entry(
@@ -620,6 +621,7 @@ mod tests {
                 childinfo: vec![],
             },
             &opts,
+            false,
             &mut out,
         );
         assert_eq!(

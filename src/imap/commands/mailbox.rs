@@ -18,17 +18,34 @@ use crate::store::{Index, MailboxInfo, SpecialUse, Store, StoreError, UserMail};
 /// The hierarchy separator on the wire (Maildir++ folders are `.Parent.Child`).
 pub const SEPARATOR: char = '.';
 
-/// Reads a mailbox name argument and decodes it from modified UTF-7.
-pub(crate) fn mailbox_arg(args: &mut Args<'_>) -> Result<String, ParseError> {
+/// Reads a mailbox name argument: modified UTF-7, or UTF-8 when `utf8` (an IMAP4rev2
+/// session, RFC 9051 §5.1; see [`Session::utf8_names`]).
+pub(crate) fn mailbox_arg(args: &mut Args<'_>, utf8: bool) -> Result<String, ParseError> {
     let raw = args.astring()?;
-    mailbox_name::decode(&raw)
-        .map(|name| name.into_owned())
-        .map_err(|_| ParseError::BadMailboxName)
+    decode_name(&raw, utf8)
 }
 
-/// Writes a mailbox name for the wire (modified UTF-7, as an IMAP string).
-pub(crate) fn write_mailbox_name(name: &str, out: &mut Vec<u8>) {
-    response::string(out, mailbox_name::encode(name).as_bytes());
+/// Decodes a wire name (see [`mailbox_arg`]); the BAD text says which form was expected.
+pub(crate) fn decode_name(raw: &[u8], utf8: bool) -> Result<String, ParseError> {
+    mailbox_name::from_wire(raw, utf8)
+        .map(|name| name.into_owned())
+        .map_err(|_| {
+            if utf8 {
+                ParseError::BadUtf8MailboxName
+            } else {
+                ParseError::BadMailboxName
+            }
+        })
+}
+
+/// Writes a mailbox name for the wire as an IMAP string: modified UTF-7, or UTF-8 when
+/// `utf8` (an IMAP4rev2 session).
+pub(crate) fn write_mailbox_name(name: &str, utf8: bool, out: &mut Vec<u8>) {
+    if utf8 {
+        response::utf8_string(out, name);
+    } else {
+        response::string(out, mailbox_name::encode(name).as_bytes());
+    }
 }
 
 /// Answers a failed storage operation with the response code that fits (RFC 5530).
@@ -79,7 +96,7 @@ pub(crate) fn select(
     out: &mut Vec<u8>,
     read_only: bool,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     let params = condstore::parse_select_params(args)?;
     args.finish()?;
     if params.qresync.is_some() && !session.enabled.qresync() {
@@ -108,7 +125,11 @@ pub(crate) fn select(
         move |session, (mailbox, sync), tag, out| {
             let index = sync.index;
             let keywords = mailbox.keywords();
-            let view = Selected::new(mailbox, read_only, index.clone(), sync.recent);
+            let rev2 = session.enabled.imap4rev2();
+            // RFC 9051 Appendix E: no `\Recent` in IMAP4rev2. The messages this sync moved out
+            // of new/ are then not \Recent for anyone, as with Dovecot.
+            let recent = if rev2 { Vec::new() } else { sync.recent };
+            let view = Selected::new(mailbox, read_only, index.clone(), recent);
             out.extend_from_slice(b"* FLAGS (");
             write_flag_names(&keywords, out);
             out.extend_from_slice(b")\r\n* OK [PERMANENTFLAGS (");
@@ -118,11 +139,21 @@ pub(crate) fn select(
             }
             out.extend_from_slice(b")] Flags permitted\r\n");
             out.extend_from_slice(format!("* {} EXISTS\r\n", view.exists()).as_bytes());
-            out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            if rev2 {
+                // RFC 9051 §6.3.2: a LIST response with the mailbox name (in UTF-8), which
+                // replaces the RECENT and UNSEEN responses of RFC 3501. No attributes: they are
+                // optional here, and an empty list never contradicts a later LIST.
+                out.extend_from_slice(b"* LIST () \".\" ");
+                write_mailbox_name(view.mailbox.name(), true, out);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(format!("* {} RECENT\r\n", view.recent_count()).as_bytes());
+            }
             if let Some(first) = index
                 .messages
                 .iter()
                 .position(|m| !m.flags.has(crate::store::flags::SEEN))
+                .filter(|_| !rev2)
             {
                 out.extend_from_slice(
                     format!("* OK [UNSEEN {}] First unseen\r\n", first + 1).as_bytes(),
@@ -235,7 +266,7 @@ pub(crate) fn simple(
     verb: &'static str,
     op: fn(&UserMail, &str) -> Result<(), StoreError>,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     args.finish()?;
     Ok(with_mail(
         session,
@@ -305,7 +336,7 @@ pub(crate) fn create(
     ctx: &Context<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     let attributes = create_params(args)?;
     let mut special: Option<SpecialUse> = None;
     for attribute in &attributes {
@@ -346,8 +377,8 @@ pub(crate) fn rename(
     args: &mut Args<'_>,
     ctx: &Context<'_>,
 ) -> Result<Outcome, ParseError> {
-    let from = mailbox_arg(args)?;
-    let to = mailbox_arg(args)?;
+    let from = mailbox_arg(args, session.utf8_names())?;
+    let to = mailbox_arg(args, session.utf8_names())?;
     args.finish()?;
     Ok(with_mail(
         session,
@@ -382,12 +413,12 @@ pub(crate) fn list(
     lsub: bool,
 ) -> Result<Outcome, ParseError> {
     let (reference, pattern) = if lsub {
-        let reference = mailbox_arg(args)?;
-        let pattern = mailbox_arg(args)?;
+        let reference = mailbox_arg(args, session.utf8_names())?;
+        let pattern = mailbox_arg(args, session.utf8_names())?;
         args.finish()?;
         (reference, pattern)
     } else {
-        match super::list::parse(args) {
+        match super::list::parse(args, session.utf8_names()) {
             Err(error) => return Ok(super::list::refuse(error, tag, out)),
             Ok(command) if command.options.extended => {
                 return Ok(super::list::extended(session, command, tag, ctx, out));
@@ -412,7 +443,8 @@ pub(crate) fn list(
         session,
         ctx,
         move |mail| mail.list(),
-        move |_, infos: Vec<MailboxInfo>, tag, out| {
+        move |session, infos: Vec<MailboxInfo>, tag, out| {
+            let utf8 = session.utf8_names();
             for info in &infos {
                 let listed = if lsub {
                     info.subscribed
@@ -439,7 +471,7 @@ pub(crate) fn list(
                 }
                 out.extend_from_slice(attributes.join(" ").as_bytes());
                 out.extend_from_slice(b") \".\" ");
-                write_mailbox_name(&info.name, out);
+                write_mailbox_name(&info.name, utf8, out);
                 out.extend_from_slice(b"\r\n");
             }
             response::tagged(out, tag, Status::Ok, &format!("{verb} completed"));
@@ -495,6 +527,8 @@ pub(crate) enum StatusItem {
     Size,
     /// RFC 7162 §3.1.7.
     HighestModseq,
+    /// Messages with `\Deleted` (RFC 9051 §6.3.11, new in IMAP4rev2; answered to any client).
+    Deleted,
 }
 
 /// Reads a space then `(item *(SP item))` of STATUS items (RFC 3501 §6.3.10; SIZE of RFC 8438,
@@ -515,6 +549,7 @@ pub(crate) fn status_items(args: &mut Args<'_>) -> Result<Vec<StatusItem>, Parse
                 b"UNSEEN" => StatusItem::Unseen,
                 b"SIZE" => StatusItem::Size,
                 b"HIGHESTMODSEQ" => StatusItem::HighestModseq,
+                b"DELETED" => StatusItem::Deleted,
                 _ => return Err(ParseError::BadAtom),
             }),
             _ => return Err(ParseError::Unbalanced),
@@ -536,6 +571,7 @@ pub(crate) struct StatusValues {
     pub unseen: usize,
     pub size: u64,
     pub highest_modseq: u64,
+    pub deleted: usize,
 }
 
 impl StatusValues {
@@ -550,6 +586,11 @@ impl StatusValues {
             unseen: index.unseen(),
             size: index.total_size(),
             highest_modseq: index.highest_modseq,
+            deleted: index
+                .messages
+                .iter()
+                .filter(|m| m.flags.has(crate::store::flags::DELETED))
+                .count(),
         }
     }
 
@@ -561,10 +602,13 @@ impl StatusValues {
         let known = view.known();
         let in_view = |uid: u32| view.uids().binary_search(&uid).is_ok();
         let viewed = known.messages.iter().filter(|m| in_view(m.uid));
-        let (mut unseen, mut size) = (0, 0u64);
+        let (mut unseen, mut size, mut deleted) = (0, 0u64, 0);
         for m in viewed {
             if !m.flags.has(crate::store::flags::SEEN) {
                 unseen += 1;
+            }
+            if m.flags.has(crate::store::flags::DELETED) {
+                deleted += 1;
             }
             size = size.saturating_add(m.size);
         }
@@ -576,6 +620,7 @@ impl StatusValues {
             unseen,
             size,
             highest_modseq: known.highest_modseq,
+            deleted,
         }
     }
 }
@@ -585,10 +630,11 @@ pub(crate) fn write_status(
     name: &str,
     items: &[StatusItem],
     values: &StatusValues,
+    utf8: bool,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"* STATUS ");
-    write_mailbox_name(name, out);
+    write_mailbox_name(name, utf8, out);
     out.extend_from_slice(b" (");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -602,6 +648,7 @@ pub(crate) fn write_status(
             StatusItem::Unseen => format!("UNSEEN {}", values.unseen),
             StatusItem::Size => format!("SIZE {}", values.size),
             StatusItem::HighestModseq => format!("HIGHESTMODSEQ {}", values.highest_modseq),
+            StatusItem::Deleted => format!("DELETED {}", values.deleted),
         };
         out.extend_from_slice(text.as_bytes());
     }
@@ -615,9 +662,12 @@ pub(crate) fn status(
     args: &mut Args<'_>,
     ctx: &Context<'_>,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     let items = status_items(args)?;
     args.finish()?;
+    if session.enabled.imap4rev2() && items.contains(&StatusItem::Recent) {
+        return Err(ParseError::Rev2Removed);
+    }
     if items.contains(&StatusItem::HighestModseq) {
         session.enabled.enable_condstore();
     }
@@ -627,8 +677,9 @@ pub(crate) fn status(
         // No sync here: a sync hands the messages waiting in new/ to its caller as \Recent,
         // which belongs to the session that selects the mailbox. Opening reads the folder.
         move |mail| Ok((name.clone(), mail.open(&name)?.snapshot())),
-        move |_, (name, index), tag, out| {
-            write_status(&name, &items, &StatusValues::of_index(&index), out);
+        move |session, (name, index), tag, out| {
+            let values = StatusValues::of_index(&index);
+            write_status(&name, &items, &values, session.utf8_names(), out);
             response::tagged(out, tag, Status::Ok, "STATUS completed");
             Status::Ok
         },

@@ -40,7 +40,7 @@ pub(crate) fn uid(
         CommandName::Copy => copy(session, args, tag, ctx, out, true, false),
         CommandName::Move => copy(session, args, tag, ctx, out, true, true),
         CommandName::Expunge => {
-            let set = sequence_arg(args)?;
+            let set = sequence_arg(session, args, true)?;
             args.finish()?;
             let Some(selected) = session.selected.as_deref() else {
                 return Ok(no_mailbox(tag, out));
@@ -77,8 +77,22 @@ pub(crate) fn plain(
     }
 }
 
-pub(crate) fn sequence_arg(args: &mut Args<'_>) -> Result<SequenceSet, ParseError> {
-    SequenceSet::parse(args.atom()?)
+/// Reads a sequence set, or `$`, the saved search result of SEARCHRES (RFC 5182 §2.1), as the
+/// UIDs (`uid_mode`) or sequence numbers the saved messages have now; `$` is empty when nothing
+/// was saved or no mailbox is selected (the command then answers as for any empty set).
+pub(crate) fn sequence_arg(
+    session: &Session,
+    args: &mut Args<'_>,
+    uid_mode: bool,
+) -> Result<SequenceSet, ParseError> {
+    let atom = args.atom()?;
+    if atom == b"$" {
+        return Ok(session
+            .selected
+            .as_deref()
+            .map_or_else(|| SequenceSet::of_ascending(&[]), |s| s.saved_set(uid_mode)));
+    }
+    SequenceSet::parse(atom)
 }
 
 /// The (MSN, UID) pairs a command's set names, or a BAD for sequence numbers past the end.
@@ -158,7 +172,7 @@ fn store(
     out: &mut Vec<u8>,
     uid_mode: bool,
 ) -> Result<Outcome, ParseError> {
-    let set = sequence_arg(args)?;
+    let set = sequence_arg(session, args, uid_mode)?;
     let unchanged_since = condstore::parse_store_modifiers(args)?;
     let item = args.atom()?.to_ascii_uppercase();
     let (mode, silent) = match item.as_slice() {
@@ -288,8 +302,8 @@ fn copy(
     uid_mode: bool,
     is_move: bool,
 ) -> Result<Outcome, ParseError> {
-    let set = sequence_arg(args)?;
-    let destination = mailbox_arg(args)?;
+    let set = sequence_arg(session, args, uid_mode)?;
+    let destination = mailbox_arg(args, session.utf8_names())?;
     args.finish()?;
     let targets = match targets(session, &set, uid_mode, tag, out) {
         Ok(t) => t,
@@ -444,7 +458,7 @@ pub(crate) fn append(
     ctx: &Context<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     let messages = append_messages(args)?;
     args.finish()?;
     if messages.len() > MAX_APPEND_MESSAGES {

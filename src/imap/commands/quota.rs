@@ -24,7 +24,7 @@ pub(crate) fn getquotaroot(
     args: &mut Args<'_>,
     ctx: &Context<'_>,
 ) -> Result<Outcome, ParseError> {
-    let name = mailbox_arg(args)?;
+    let name = mailbox_arg(args, session.utf8_names())?;
     args.finish()?;
     let store: Arc<Store> = ctx.store.clone();
     let user = session.user().unwrap_or_default().to_string();
@@ -35,10 +35,10 @@ pub(crate) fn getquotaroot(
             }
             mail.quota()
         });
-        Done::new(move |_, tag, out| match result {
+        Done::new(move |session, tag, out| match result {
             Ok(state) => {
                 out.extend_from_slice(b"* QUOTAROOT ");
-                write_mailbox_name(&name, out);
+                write_mailbox_name(&name, session.utf8_names(), out);
                 out.push(b' ');
                 response::string(out, ROOT_NAME.as_bytes());
                 out.extend_from_slice(b"\r\n");

@@ -1,5 +1,9 @@
 //! SEARCH and UID SEARCH, evaluated on the blocking pool against the session's view, with
-//! RFC 7162's MODSEQ criterion (§3.1.5) and `(MODSEQ n)` answer (§3.1.6, §3.1.10).
+//! RFC 7162's MODSEQ criterion (§3.1.5) and `(MODSEQ n)` answer (§3.1.6, §3.1.10), and
+//! SEARCHRES (RFC 5182): `RETURN (SAVE)` and the `$` key.
+//!
+//! In an IMAP4rev2 session (RFC 9051 §6.4.4) the answer is always ESEARCH (`* SEARCH` does not
+//! exist there; no RETURN means `RETURN (ALL)`), and RECENT, NEW and OLD are refused.
 
 use std::sync::Arc;
 
@@ -69,7 +73,20 @@ pub(crate) fn search_command(
     out: &mut Vec<u8>,
     uid_mode: bool,
 ) -> Result<Outcome, ParseError> {
-    let request = match search::parse(args) {
+    // RFC 5182 §2.1: a SEARCH ... RETURN (SAVE) that fails (BAD or NO) leaves `$` empty, so
+    // whether SAVE was asked for is read before the rest of the command is.
+    let asks_save = search::parse_return(&mut args.clone())
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.contains(&search::ReturnOption::Save));
+    let parsed = search::parse(args);
+    if parsed.is_err()
+        && asks_save
+        && let Some(selected) = session.selected.as_deref_mut()
+    {
+        selected.save_result(Vec::new());
+    }
+    let mut request = match parsed {
         Ok(request) => request,
         Err(SearchError::Parse(e)) => return Err(e),
         Err(e @ SearchError::BadCharset(_)) => {
@@ -87,9 +104,26 @@ pub(crate) fn search_command(
     if with_modseq {
         session.enabled.enable_condstore();
     }
-    let Some(selected) = session.selected.as_deref() else {
+    let rev2 = session.enabled.imap4rev2();
+    let save = request
+        .ret
+        .as_deref()
+        .is_some_and(|r| r.contains(&search::ReturnOption::Save));
+    let Some(selected) = session.selected.as_deref_mut() else {
         return Ok(no_mailbox(tag, out));
     };
+    if rev2 && search::uses_recent(&request.key) {
+        if save {
+            // RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves `$` empty.
+            selected.save_result(Vec::new());
+        }
+        return Err(ParseError::Rev2Removed);
+    }
+    search::substitute_saved(&mut request.key, selected.saved_uids());
+    if rev2 && request.ret.is_none() {
+        request.ret = Some(Vec::new());
+    }
+    let selected = &*selected;
     let view = View::of(selected);
     let tag_owned = tag.to_vec();
     Ok(Outcome::Work(Work::new(move || {
@@ -100,6 +134,11 @@ pub(crate) fn search_command(
             .collect();
         let modseqs: Option<Vec<u64>> =
             with_modseq.then(|| matches.iter().map(|m| m.modseq).collect());
+        // `$` keeps messages, not numbers: UIDs (RFC 5182 §2.1).
+        let saved = save.then(|| {
+            let uids: Vec<u32> = matches.iter().map(|m| m.uid).collect();
+            search::saved_part(request.ret.as_deref().unwrap_or_default(), &uids)
+        });
         let mut body = Vec::new();
         search::write_results(
             &tag_owned,
@@ -109,7 +148,10 @@ pub(crate) fn search_command(
             modseqs.as_deref(),
             &mut body,
         );
-        Done::new(move |_, tag, out| {
+        Done::new(move |session, tag, out| {
+            if let (Some(saved), Some(selected)) = (saved, session.selected.as_deref_mut()) {
+                selected.save_result(saved);
+            }
             out.extend_from_slice(&body);
             response::tagged(out, tag, Status::Ok, "SEARCH completed");
             Status::Ok

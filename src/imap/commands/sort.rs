@@ -55,8 +55,15 @@ pub(crate) fn sort_command(
         Ok(ret) => ret,
         Err(e) => return refuse(e, tag, out),
     };
+    if ret
+        .as_deref()
+        .is_some_and(|r| r.contains(&ReturnOption::Save))
+    {
+        // RFC 5182 defines SAVE for SEARCH; this server does not save SORT results.
+        return Err(ParseError::BadAtom);
+    }
     let criteria = sort::parse_criteria(args)?;
-    let key = match search::parse_charset_and_keys(args, true) {
+    let mut key = match search::parse_charset_and_keys(args, true) {
         Ok((_, key)) => key,
         Err(e) => return refuse(e, tag, out),
     };
@@ -67,6 +74,8 @@ pub(crate) fn sort_command(
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
+    // `$` (RFC 5182 §2.1) may be used in any search criteria, SORT's and THREAD's too.
+    search::substitute_saved(&mut key, selected.saved_uids());
     let view = View::of(selected);
     let tag_owned = tag.to_vec();
     Ok(Outcome::Work(Work::new(move || {
@@ -159,13 +168,15 @@ pub(crate) fn thread_command(
         response::tagged(out, tag, Status::Bad, "Unknown threading algorithm");
         return Ok(Outcome::Done(Status::Bad));
     };
-    let key = match search::parse_charset_and_keys(args, true) {
+    let mut key = match search::parse_charset_and_keys(args, true) {
         Ok((_, key)) => key,
         Err(e) => return refuse(e, tag, out),
     };
     let Some(selected) = session.selected.as_deref() else {
         return Ok(no_mailbox(tag, out));
     };
+    // `$` (RFC 5182 §2.1) may be used in any search criteria, SORT's and THREAD's too.
+    search::substitute_saved(&mut key, selected.saved_uids());
     let view = View::of(selected);
     Ok(Outcome::Work(Work::new(move || {
         let items = read_items(
