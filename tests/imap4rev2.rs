@@ -234,6 +234,22 @@ fn utf8_mailbox_names_in_rev2_and_modified_utf7_in_rev1() {
             "* LIST (\\HasNoChildren) \".\" \"Entwürfe.送信\"",
         ]
     );
+    // A name that is only a parent: `\NonExistent` in rev2, `\Noselect` in rev1.
+    // (hato creates parents itself; Dovecot and other Maildir++ writers do not.)
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(spool.path().join("mail/carol/.Projekt.Alpha").join(sub))
+            .expect("a folder made by another program");
+    }
+    let listed = ok(&mut v2, "p2", "LIST \"\" \"Projekt\"");
+    assert_eq!(
+        listed,
+        ["* LIST (\\NonExistent \\HasChildren) \".\" \"Projekt\""]
+    );
+    let listed = ok(&mut v1, "p1", "LIST \"\" \"Projekt\"");
+    assert_eq!(
+        listed,
+        ["* LIST (\\Noselect \\HasChildren) \".\" \"Projekt\""]
+    );
     // An extended LIST, STATUS and SELECT speak UTF-8 too.
     let listed = ok(
         &mut v2,

@@ -459,7 +459,13 @@ pub(crate) fn list(
                 out.extend_from_slice(b" (");
                 let mut attributes: Vec<&str> = Vec::new();
                 if !info.exists {
-                    attributes.push("\\Noselect");
+                    // RFC 9051 §7.3.1 (from RFC 5258 §3): a name that is only a parent is
+                    // `\NonExistent` in IMAP4rev2, which implies `\Noselect` of RFC 3501.
+                    attributes.push(if utf8 && !lsub {
+                        "\\NonExistent"
+                    } else {
+                        "\\Noselect"
+                    });
                 }
                 if info.has_children {
                     attributes.push("\\HasChildren");
