@@ -118,6 +118,22 @@ fn check_resync(lines: &[String], m: u64) {
     assert!(at(&|l| l.contains("[UIDNEXT ")) < at(&|l| l.contains("VANISHED")));
 }
 
+/// A new session with QRESYNC on, resynchronising INBOX from `modseq` over the UIDs 1:6.
+fn resync_session(server: &Server, validity: u64, modseq: u64) -> (Client, Vec<String>) {
+    let mut a = login(server);
+    ok(&mut a, "e", "ENABLE QRESYNC");
+    let select = format!("SELECT INBOX (QRESYNC ({validity} {modseq} 1:6))");
+    let lines = ok(&mut a, "s", &select);
+    (a, lines)
+}
+
+/// A SELECT answer without resync data: no VANISHED, no FETCH.
+fn nothing_to_resync(lines: &[String]) -> bool {
+    !lines
+        .iter()
+        .any(|l| l.contains("VANISHED") || l.contains(" FETCH "))
+}
+
 #[test]
 fn quick_resync_returns_exactly_the_changes() {
     let spool = Spool::new();
@@ -142,13 +158,7 @@ fn quick_resync_returns_exactly_the_changes() {
             "B enabled nothing"
         );
         // A comes back and gets exactly the changes.
-        let mut a = login(&server);
-        ok(&mut a, "e", "ENABLE QRESYNC");
-        let lines = ok(
-            &mut a,
-            "s",
-            &format!("SELECT INBOX (QRESYNC ({validity} {m} 1:6))"),
-        );
+        let (mut a, lines) = resync_session(&server, validity, m);
         check_resync(&lines, m);
         // Nothing changed since the current HIGHESTMODSEQ: nothing to resync.
         let highest = code(&lines, "HIGHESTMODSEQ").expect("HIGHESTMODSEQ");
@@ -161,23 +171,12 @@ fn quick_resync_returns_exactly_the_changes() {
             lines.first().map(String::as_str),
             Some("* OK [CLOSED] Previous mailbox closed")
         );
-        assert!(
-            !lines
-                .iter()
-                .any(|l| l.contains("VANISHED") || l.contains(" FETCH ")),
-            "{lines:?}"
-        );
+        assert!(nothing_to_resync(&lines), "{lines:?}");
         (validity, m, highest)
     };
     // Across a restart: the same answer, and HIGHESTMODSEQ never goes back.
     let server = spool.start();
-    let mut a = login(&server);
-    ok(&mut a, "e", "ENABLE QRESYNC");
-    let lines = ok(
-        &mut a,
-        "s",
-        &format!("SELECT INBOX (QRESYNC ({validity} {m} 1:6))"),
-    );
+    let (mut a, lines) = resync_session(&server, validity, m);
     check_resync(&lines, m);
     let highest = code(&lines, "HIGHESTMODSEQ").expect("HIGHESTMODSEQ");
     assert!(
@@ -190,9 +189,7 @@ fn quick_resync_returns_exactly_the_changes() {
         &format!("SELECT INBOX (QRESYNC ({validity} {highest_before_restart} 1:6))"),
     );
     assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("VANISHED") || l.contains(" FETCH ")),
+        nothing_to_resync(&lines),
         "nothing changed across the restart: {lines:?}"
     );
     // Without known-uids, and with a mod-sequence from another history (above ours): a full
@@ -224,12 +221,7 @@ fn quick_resync_returns_exactly_the_changes() {
         "s5",
         &format!("SELECT INBOX (QRESYNC ({} {m} 1:6))", validity + 1),
     );
-    assert!(
-        !lines
-            .iter()
-            .any(|l| l.contains("VANISHED") || l.contains(" FETCH ")),
-        "{lines:?}"
-    );
+    assert!(nothing_to_resync(&lines), "{lines:?}");
 }
 
 #[test]
