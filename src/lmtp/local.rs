@@ -508,8 +508,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn direct_delivery_keeps_the_quota() {
+    /// A spool with user carol (password `pw`) and a delivery agent that finds no server (its
+    /// LMTP address is a port nothing listens on), so it writes the Maildir itself.
+    fn without_server() -> (tempfile::TempDir, LocalDelivery) {
         let dir = tempfile::tempdir().expect("tempdir");
         PasswdFile::new(dir.path().join("passwd"))
             .add_user("carol", "pw", crate::auth::Scheme::Plain)
@@ -519,6 +520,12 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("port");
         local.settings.lmtp_listen = unused;
+        (dir, local)
+    }
+
+    #[test]
+    fn direct_delivery_keeps_the_quota() {
+        let (dir, mut local) = without_server();
         local.settings.quota_messages = 2;
         for _ in 0..2 {
             local
@@ -543,16 +550,7 @@ mod tests {
 
     #[test]
     fn direct_delivery_without_a_server() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        PasswdFile::new(dir.path().join("passwd"))
-            .add_user("carol", "pw", crate::auth::Scheme::Plain)
-            .expect("add");
-        let mut local = LocalDelivery::new(dir.path());
-        // A port nothing listens on.
-        let unused = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port");
-        local.settings.lmtp_listen = unused;
+        let (dir, mut local) = without_server();
         let route = local
             .deliver("carol", "s@example.org", b"Subject: x\n\nhi\n")
             .expect("deliver");
