@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn direct_delivery_without_a_server() {
-        let (dir, mut local) = without_server();
+        let (dir, local) = without_server();
         let route = local
             .deliver("carol", "s@example.org", b"Subject: x\n\nhi\n")
             .expect("deliver");
