@@ -23,15 +23,7 @@ impl Bench {
     fn start() -> Bench {
         let spool = Spool::new();
         for user in ["bench", "bench1", "bench2", "bench3", "bench4"] {
-            spool.hato_ok(&[
-                "user",
-                "add",
-                user,
-                "--password",
-                "benchpw",
-                "--scheme",
-                "plain",
-            ]);
+            spool.add_plain_user(user, "benchpw");
         }
         // idle and noop-storm log `bench` in many times from one address, like Outlook.
         spool.reg_set("MaxUserIpSessions", "0");

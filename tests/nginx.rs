@@ -233,16 +233,7 @@ impl Cluster {
 
 fn with_extra_users(spool: Spool) -> Spool {
     for user in EXTRA_USERS {
-        let password = format!("{user}-pw");
-        spool.hato_ok(&[
-            "user",
-            "add",
-            user,
-            "--password",
-            &password,
-            "--scheme",
-            "plain",
-        ]);
+        spool.add_plain_user(user, &format!("{user}-pw"));
     }
     spool
 }

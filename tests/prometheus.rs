@@ -24,14 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::Value;
 
+use common::pki::Pki;
 use common::{Client, Server, Spool, ensure_command, free_port};
 
 /// How long the live test waits, at most, for Prometheus to see everything.
@@ -551,41 +548,12 @@ fn deliver(lmtp: SocketAddr, to: &[&str]) {
 /// Writes a certificate for localhost (signed by a fresh test CA) and its key into `dir`;
 /// returns their paths and a client configuration trusting the CA.
 fn tls_certificate(dir: &Path) -> (PathBuf, PathBuf, Arc<ClientConfig>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "hato metrics test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key"))
-        .expect("CA certificate");
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("parameters");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &*ca).expect("certificate");
+    let pki = Pki::new();
+    let leaf = pki.valid();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    fs::write(&key_path, key.serialize_pem()).expect("write key");
-    fs::write(&cert_path, cert.pem()).expect("write certificate");
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der().clone()).expect("CA as a root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (cert_path, key_path, Arc::new(client))
+    fs::write(&key_path, &leaf.key).expect("write key");
+    fs::write(&cert_path, &leaf.cert).expect("write certificate");
+    (cert_path, key_path, pki.client)
 }
 
 /// An IMAP session over TLS.
@@ -832,16 +800,7 @@ const LOAD_EVIDENCE: &[&str] = &[
 fn load_spool() -> (Spool, Arc<ClientConfig>) {
     let spool = Spool::new();
     for user in ["dave", "erin", "frank", "grace"] {
-        let password = format!("{user}-pw");
-        spool.hato_ok(&[
-            "user",
-            "add",
-            user,
-            "--password",
-            &password,
-            "--scheme",
-            "plain",
-        ]);
+        spool.add_plain_user(user, &format!("{user}-pw"));
     }
     spool.reg_set("Workers", "2");
     spool.reg_set("IDLELoop", "1");
@@ -1105,15 +1064,7 @@ fn missing(referenced: &BTreeSet<String>, exported: &BTreeMap<String, String>) -
 #[test]
 fn every_metric_the_dashboard_and_the_alerts_name_is_exported() {
     let spool = Spool::new();
-    spool.hato_ok(&[
-        "user",
-        "add",
-        "dave",
-        "--password",
-        "dave-pw",
-        "--scheme",
-        "plain",
-    ]);
+    spool.add_plain_user("dave", "dave-pw");
     let server = Server::start_with(spool.path(), &["--lmtp", "127.0.0.1:0"]);
     let lmtp = server.announced("LMTP").expect("LMTP address announced");
 

@@ -18,13 +18,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use common::pki::{Leaf, Pki};
 use common::{Server, Spool, scrape};
 
 const HANDSHAKES: &str = "hato_tls_handshakes_total";
@@ -35,79 +32,7 @@ const CERT: &str = "tls/cert.pem";
 const KEY: &str = "tls/key.pem";
 
 // ---------------------------------------------------------------------------------------------
-// Certificates.
-
-/// A test CA, and a rustls client configuration trusting it.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    client: Arc<ClientConfig>,
-}
-
-/// A server certificate (PEM) with its key (PEM).
-struct Leaf {
-    cert: String,
-    key: String,
-    der: Vec<u8>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "hato test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-        let key = KeyPair::generate().expect("CA key");
-        let ca = CertifiedIssuer::self_signed(params, key).expect("CA certificate");
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.der().clone()).expect("CA as a root");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Pki {
-            ca,
-            client: Arc::new(client),
-        }
-    }
-
-    /// A certificate for localhost and 127.0.0.1, valid from `from` until `until` (y, m, d).
-    fn leaf(&self, from: (i32, u8, u8), until: (i32, u8, u8)) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("leaf parameters");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
-        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &*self.ca).expect("sign the leaf");
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-
-    fn valid(&self) -> Leaf {
-        self.leaf((2020, 1, 1), (2099, 1, 1))
-    }
-
-    fn expired(&self) -> Leaf {
-        self.leaf((2020, 1, 1), (2021, 1, 1))
-    }
-}
+// Certificates (the CA is tests/common/pki.rs).
 
 /// Replaces a file at once (write, then rename), as a renewal tool would.
 fn put(path: &Path, text: &str) {

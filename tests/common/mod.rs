@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod pki;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -144,6 +145,20 @@ impl Spool {
         let spool = self.path().to_str().expect("utf-8 temp path");
         all.extend(["--spool", spool]);
         hato(&all)
+    }
+
+    /// Adds `user` with a PLAIN-scheme password (cheap to check: load and scale tests log in
+    /// a lot).
+    pub fn add_plain_user(&self, user: &str, password: &str) {
+        self.hato_ok(&[
+            "user",
+            "add",
+            user,
+            "--password",
+            password,
+            "--scheme",
+            "plain",
+        ]);
     }
 
     pub fn reg_set(&self, name: &str, value: &str) {
