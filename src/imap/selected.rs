@@ -440,6 +440,21 @@ mod tests {
         }
     }
 
+    /// A fresh spool whose INBOX holds `n` small messages.
+    fn inbox_with(n: usize) -> (tempfile::TempDir, std::sync::Arc<Mailbox>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mailbox = Store::new(dir.path())
+            .user("u")
+            .and_then(|m| m.open("INBOX"))
+            .expect("INBOX");
+        for _ in 0..n {
+            mailbox
+                .append(b"Subject: x\r\n\r\nbody\r\n", 0, &[], None)
+                .expect("append");
+        }
+        (dir, mailbox)
+    }
+
     #[test]
     fn the_change_log_reports_what_comparing_indexes_reports() {
         log_matches_compare(Enabled::NONE);
@@ -447,17 +462,7 @@ mod tests {
     }
 
     fn log_matches_compare(enabled: Enabled) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path());
-        let mailbox = store
-            .user("u")
-            .and_then(|m| m.open("INBOX"))
-            .expect("INBOX");
-        for _ in 0..30 {
-            mailbox
-                .append(b"Subject: x\r\n\r\nbody\r\n", 0, &[], None)
-                .expect("append");
-        }
+        let (_dir, mailbox) = inbox_with(30);
         let start = mailbox.snapshot();
         let mut logged = Selected::new(mailbox.clone(), false, start.clone(), Vec::new());
         let mut compared = Selected::new(mailbox.clone(), false, start, Vec::new());
@@ -545,17 +550,7 @@ mod tests {
 
     #[test]
     fn qresync_reports_vanished_and_condstore_uid_and_modseq() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path());
-        let mailbox = store
-            .user("u")
-            .and_then(|m| m.open("INBOX"))
-            .expect("INBOX");
-        for _ in 0..5 {
-            mailbox
-                .append(b"Subject: x\r\n\r\nbody\r\n", 0, &[], None)
-                .expect("append");
-        }
+        let (_dir, mailbox) = inbox_with(5);
         let start = mailbox.snapshot();
         let flag = |uids: &[u32], system| {
             mailbox
