@@ -9,10 +9,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use tokio::task::JoinSet;
 
-use crate::common::{self, Common, ms, seconds, strided};
+use crate::common::{Common, ms, seconds, strided};
 use crate::imap::{self, Imap};
 use crate::shard::{self, Control, Msg, ShardId};
 use crate::stats::Histogram;
@@ -30,8 +30,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    common::check_pid(args.common.pid)?;
-    ensure!(args.clients > 0, "need --clients > 0");
     let label = &args.common.label;
     let grace = args.common.step_timeout() * 4 + Duration::from_secs(60);
     let run = shard::timed_run(&args.common, "connect", args.clients, args.seconds, grace)?;

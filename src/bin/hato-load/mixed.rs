@@ -14,10 +14,10 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use tokio::task::JoinSet;
 
-use crate::common::{self, Common, Rng, ms, seconds, strided};
+use crate::common::{Common, Rng, ms, seconds, strided};
 use crate::imap::{self, Imap, Tagged};
 use crate::mail;
 use crate::shard::{self, Control, Msg, ShardId};
@@ -60,8 +60,6 @@ enum Op {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    common::check_pid(args.common.pid)?;
-    ensure!(args.clients > 0, "need --clients > 0");
     let label = &args.common.label;
     let grace = args.common.step_timeout() * 12 + Duration::from_secs(60);
     let run = shard::timed_run(&args.common, "mixed", args.clients, args.seconds, grace)?;

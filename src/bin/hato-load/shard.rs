@@ -248,6 +248,8 @@ pub fn timed_run(
     run_seconds: f64,
     grace: Duration,
 ) -> Result<TimedRun> {
+    crate::common::check_pid(common.pid)?;
+    anyhow::ensure!(clients > 0, "need --clients > 0");
     let label = &common.label;
     let mut shards = Shards::spawn(common.shard_count(clients).min(clients))?;
     shards.gather("ready", Duration::from_secs(60))?;
